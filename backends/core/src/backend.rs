@@ -1,0 +1,149 @@
+//! The [`Backend`] trait: the one interface every secret source implements.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::extract::{Format, extract_field};
+use crate::reference::SecretRef;
+use crate::value::SecretValue;
+
+/// What a backend can do beyond reading. The conformance suite picks its
+/// tests by these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// [`Backend::put`] stores values.
+    pub write: bool,
+    /// [`Backend::list`] lists paths.
+    pub list: bool,
+    /// [`Backend::delete`] removes values.
+    pub delete: bool,
+    /// Values are documents with fields that `#field` can select.
+    pub fields: bool,
+    /// Documents can carry leases that must be renewed or re-fetched.
+    pub leases: bool,
+}
+
+/// A lease on a dynamic secret, kept with its values for the watcher.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The backend's lease identifier (not a secret on its own).
+    pub id: String,
+    /// How long the values are valid from the moment they were fetched.
+    pub ttl: Duration,
+    /// Whether the lease can be extended without fetching new values.
+    pub renewable: bool,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("ttl", &self.ttl)
+            .field("renewable", &self.renewable)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a backend returns for one location: the whole secret document, from
+/// which the resolver selects fields.
+#[derive(Debug)]
+pub struct Document {
+    /// The secret, whole.
+    pub value: SecretValue,
+    /// How fields are addressed in it.
+    pub format: Format,
+    /// The backend's version of the document, when it has one (safe to log).
+    pub version: Option<String>,
+    /// The lease the document was issued under, if any.
+    pub lease: Option<Lease>,
+}
+
+impl Document {
+    /// A document with no version and no lease, whose fields are JSON keys.
+    pub fn new(value: SecretValue) -> Self {
+        Self {
+            value,
+            format: Format::Json,
+            version: None,
+            lease: None,
+        }
+    }
+
+    /// Delivers what `reference` asks for: the whole value, or one field.
+    ///
+    /// Errors name the reference.
+    pub fn select(&self, reference: &SecretRef) -> Result<SecretValue> {
+        match reference.field() {
+            None => Ok(SecretValue::copy_from_slice(self.value.expose())),
+            Some(field) => extract_field(&self.value, self.format, field),
+        }
+        .map_err(|error| error.with_subject(reference))
+    }
+}
+
+/// A source of secrets. One value of this type is one configured *instance*,
+/// whose name is the scheme of the references it serves.
+///
+/// Implementations hold their credentials privately and must write `Debug`
+/// by hand, listing only non-secret settings.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// The instance name, which is also the scheme of its references.
+    fn name(&self) -> &str;
+
+    /// What the backend supports beyond [`Backend::fetch`].
+    fn capabilities(&self) -> Capabilities;
+
+    /// Fetches the document at `location` (a reference whose field, if any,
+    /// is ignored).
+    ///
+    /// # Behavior
+    /// - A missing path is [`ErrorKind::NotFound`](crate::ErrorKind::NotFound).
+    /// - Empty, binary and non-UTF-8 values come back byte for byte.
+    /// - Errors name the location and never contain the value or a raw
+    ///   server response.
+    /// - Safe to call concurrently from many tasks.
+    async fn fetch(&self, location: &SecretRef) -> Result<Document>;
+
+    /// Fetches several locations, in the order given. Backends with a batch
+    /// API override this; the default runs [`Backend::fetch`] concurrently.
+    ///
+    /// # Behavior
+    /// - One result per location, in order; one failure does not hide the others.
+    async fn fetch_many(&self, locations: &[SecretRef]) -> Vec<Result<Document>> {
+        futures::future::join_all(locations.iter().map(|location| self.fetch(location))).await
+    }
+
+    /// Stores `value` at `path`, replacing what was there.
+    ///
+    /// # Behavior
+    /// - After it returns, [`Backend::fetch`] of the path gives the new value.
+    /// - No reader ever sees a partly written value.
+    /// - Backends that cannot write return [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    async fn put(&self, path: &str, value: &SecretValue) -> Result<()> {
+        let _ = value;
+        Err(Error::unsupported(format!("the {} backend cannot store secrets", self.name()))
+            .with_subject(path))
+    }
+
+    /// Lists the paths under `prefix` (all paths for an empty prefix), sorted.
+    ///
+    /// # Behavior
+    /// - Backends that cannot list return [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Err(Error::unsupported(format!("the {} backend cannot list secrets", self.name()))
+            .with_subject(prefix))
+    }
+
+    /// Removes the secret at `path`.
+    ///
+    /// # Behavior
+    /// - A missing path is [`ErrorKind::NotFound`](crate::ErrorKind::NotFound).
+    /// - Backends that cannot delete return [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    async fn delete(&self, path: &str) -> Result<()> {
+        Err(Error::unsupported(format!("the {} backend cannot delete secrets", self.name()))
+            .with_subject(path))
+    }
+}
