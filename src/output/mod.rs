@@ -1,0 +1,1 @@
+//! The output writer: generations of secret files, committed atomically.

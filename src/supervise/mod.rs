@@ -1,0 +1,1 @@
+//! The supervisor: runs the child, forwards signals, reaps zombies.
