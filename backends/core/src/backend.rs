@@ -10,6 +10,9 @@ use crate::extract::{Format, extract_field};
 use crate::reference::SecretRef;
 use crate::value::SecretValue;
 
+/// How many fetches one backend runs at once unless it says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
 /// What a backend can do beyond reading. The conformance suite picks its
 /// tests by these.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,12 +111,18 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn fetch(&self, location: &SecretRef) -> Result<Document>;
 
     /// Fetches several locations, in the order given. Backends with a batch
-    /// API override this; the default runs [`Backend::fetch`] concurrently.
+    /// API override this; the default runs [`Backend::fetch`] concurrently,
+    /// at most [`DEFAULT_CONCURRENCY`] at a time.
     ///
     /// # Behavior
     /// - One result per location, in order; one failure does not hide the others.
     async fn fetch_many(&self, locations: &[SecretRef]) -> Vec<Result<Document>> {
-        futures::future::join_all(locations.iter().map(|location| self.fetch(location))).await
+        use futures::StreamExt;
+        futures::stream::iter(locations)
+            .map(|location| self.fetch(location))
+            .buffered(DEFAULT_CONCURRENCY)
+            .collect()
+            .await
     }
 
     /// Stores `value` at `path`, replacing what was there.
