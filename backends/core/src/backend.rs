@@ -118,8 +118,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// - One result per location, in order; one failure does not hide the others.
     async fn fetch_many(&self, locations: &[SecretRef]) -> Vec<Result<Document>> {
         use futures::StreamExt;
-        futures::stream::iter(locations)
-            .map(|location| self.fetch(location))
+        futures::stream::iter(locations.iter().map(|location| self.fetch(location)))
             .buffered(DEFAULT_CONCURRENCY)
             .collect()
             .await
