@@ -118,7 +118,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// - One result per location, in order; one failure does not hide the others.
     async fn fetch_many(&self, locations: &[SecretRef]) -> Vec<Result<Document>> {
         use futures::StreamExt;
-        futures::stream::iter(locations.iter().map(|location| self.fetch(location)))
+        // Collected first: a lazy `map` over the slice trips the compiler's
+        // higher-ranked lifetime check under `async_trait`'s `Send` bound.
+        let fetches: Vec<_> = locations.iter().map(|location| self.fetch(location)).collect();
+        futures::stream::iter(fetches)
             .buffered(DEFAULT_CONCURRENCY)
             .collect()
             .await
