@@ -1,1 +1,53 @@
-pub fn x(){}
+//! hushbox-age: hushbox's embedded default store of age-encrypted secrets,
+//! in [passage]'s layout.
+//!
+//! - Secret `a/b` is `<store>/a/b.age`, binary or ASCII-armored.
+//! - It is encrypted to the recipients in the nearest `.age-recipients`
+//!   walking up from its directory to the store root, or, without one, to
+//!   the recipients of the identities in use.
+//! - Identities are an age identity file (`AGE-SECRET-KEY-1…` lines) or an
+//!   unencrypted OpenSSH ed25519/RSA private key.
+//!
+//! The files interoperate with the `age` and `rage` command-line tools and
+//! with passage, both ways. See `README.md` for settings and their precedence.
+//!
+//! [passage]: https://github.com/FiloSottile/passage
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod backend;
+mod config;
+mod error;
+mod keys;
+mod store;
+
+use std::sync::Arc;
+
+use hushbox_core::{Backend, BackendContext, Registry, Result};
+
+pub use backend::AgeBackend;
+pub use config::{
+    AgeConfig, AgeSettings, DEFAULT_IDENTITY_FILE, DEFAULT_STORE, ENV_IDENTITY, ENV_PASSAGE_DIR,
+    ENV_PASSAGE_IDENTITIES, ENV_STORE,
+};
+pub use keys::{
+    generate_identity, parse_recipients, recipient_of_identity_file, write_identity_file,
+};
+pub use store::{RECIPIENTS_FILE, init_store};
+
+/// The `kind` of this backend in the manifest, and the scheme of its
+/// default instance.
+pub const SCHEME: &str = "age";
+
+/// Makes `kind = "age"` known to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.register(SCHEME, build);
+}
+
+fn build(
+    context: &BackendContext<'_>,
+    settings: hushbox_core::toml::Table,
+) -> Result<Arc<dyn Backend>> {
+    let config: AgeConfig = context.parse_config(settings)?;
+    Ok(Arc::new(AgeBackend::from_config(&config, context)?))
+}

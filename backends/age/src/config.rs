@@ -1,0 +1,228 @@
+//! Settings of an age store: as written in `[backends.NAME]` ([`AgeConfig`]),
+//! and resolved against the environment into paths ([`AgeSettings`]).
+//!
+//! Parsing and resolving are separate steps so that the CLI can build a
+//! store from flags and the environment alone, without a manifest.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use hushbox_core::{BackendContext, DEFAULT_SIZE_LIMIT, Error, Result};
+use serde::Deserialize;
+
+/// Overrides every other identity setting, including the manifest's: an
+/// identity belongs to the person running hushbox, not to the project. The
+/// CLI's `--identity` flag arrives through this variable.
+pub const ENV_IDENTITY: &str = "HUSHBOX_IDENTITY";
+/// The store directory when the manifest names none.
+pub const ENV_STORE: &str = "HUSHBOX_STORE";
+/// passage's store directory, used after [`ENV_STORE`].
+pub const ENV_PASSAGE_DIR: &str = "PASSAGE_DIR";
+/// passage's identities file, used after the manifest's `identity_file`.
+pub const ENV_PASSAGE_IDENTITIES: &str = "PASSAGE_IDENTITIES_FILE";
+
+/// The store directory when nothing else names one (passage's default).
+pub const DEFAULT_STORE: &str = "~/.passage/store";
+/// The identity file when nothing else names one (where `hushbox keygen`
+/// writes by default).
+pub const DEFAULT_IDENTITY_FILE: &str = "~/.config/hushbox/identity.txt";
+
+/// The settings of `[backends.NAME] kind = "age"`, as written.
+///
+/// Every key is optional; see [`AgeConfig::resolve`] for where the
+/// defaults come from.
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgeConfig {
+    /// The store directory: `<store>/<path>.age` per secret. Relative paths
+    /// are relative to the manifest's directory.
+    pub store: Option<String>,
+    /// The file holding the identities that decrypt the store: age
+    /// `AGE-SECRET-KEY-1…` lines, or an unencrypted OpenSSH private key.
+    pub identity_file: Option<String>,
+    /// The largest plaintext accepted, in bytes.
+    pub max_size: Option<usize>,
+}
+
+impl fmt::Debug for AgeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgeConfig")
+            .field("store", &self.store)
+            .field("identity_file", &self.identity_file)
+            .field("max_size", &self.max_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where an age store and its identities are, resolved to paths.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgeSettings {
+    /// The store directory.
+    pub store: PathBuf,
+    /// The identity file.
+    pub identity_file: PathBuf,
+    /// The largest plaintext accepted, in bytes.
+    pub max_size: usize,
+}
+
+impl fmt::Debug for AgeSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgeSettings")
+            .field("store", &self.store)
+            .field("identity_file", &self.identity_file)
+            .field("max_size", &self.max_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgeConfig {
+    /// Resolves the settings against `context`'s environment and base
+    /// directory.
+    ///
+    /// - store: the manifest's `store` > `HUSHBOX_STORE` > `PASSAGE_DIR` >
+    ///   `~/.passage/store`. A manifest names its own store.
+    /// - identity file: `HUSHBOX_IDENTITY` > the manifest's `identity_file` >
+    ///   `PASSAGE_IDENTITIES_FILE` > `~/.config/hushbox/identity.txt`.
+    ///   Identities are per person, so the person's choice wins.
+    /// - max_size: the manifest's, else [`DEFAULT_SIZE_LIMIT`].
+    ///
+    /// Empty variables count as unset. `~/` is the home directory; other
+    /// relative paths are relative to [`BackendContext::base_dir`].
+    pub fn resolve(&self, context: &BackendContext<'_>) -> Result<AgeSettings> {
+        let subject = || format!("[backends.{}]", context.name);
+        let from_env = |name: &str| context.env.get(name).filter(|value| !value.is_empty());
+
+        let store = self
+            .store
+            .as_deref()
+            .or_else(|| from_env(ENV_STORE))
+            .or_else(|| from_env(ENV_PASSAGE_DIR))
+            .unwrap_or(DEFAULT_STORE);
+        let identity_file = from_env(ENV_IDENTITY)
+            .or(self.identity_file.as_deref())
+            .or_else(|| from_env(ENV_PASSAGE_IDENTITIES))
+            .unwrap_or(DEFAULT_IDENTITY_FILE);
+        let max_size = self.max_size.unwrap_or(DEFAULT_SIZE_LIMIT);
+        if max_size == 0 {
+            return Err(Error::config("max_size must be at least 1 byte").with_subject(subject()));
+        }
+        Ok(AgeSettings {
+            store: context
+                .resolve_path(store)
+                .map_err(|error| error.with_subject(subject()))?,
+            identity_file: context
+                .resolve_path(identity_file)
+                .map_err(|error| error.with_subject(subject()))?,
+            max_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use hushbox_core::{Environment, ErrorKind};
+
+    use super::*;
+
+    fn resolve(config: &AgeConfig, env: &[(&str, &str)]) -> Result<AgeSettings> {
+        let mut pairs = vec![("HOME", "/home/u")];
+        pairs.extend_from_slice(env);
+        let env = Environment::from_pairs(pairs);
+        config.resolve(&BackendContext {
+            name: "team",
+            base_dir: Path::new("/project"),
+            env: &env,
+        })
+    }
+
+    fn manifest(store: &str, identity_file: &str) -> AgeConfig {
+        AgeConfig {
+            store: Some(store.into()),
+            identity_file: Some(identity_file.into()),
+            max_size: None,
+        }
+    }
+
+    #[test]
+    fn defaults_follow_passage_and_keygen() {
+        let settings = resolve(&AgeConfig::default(), &[]).unwrap();
+        assert_eq!(settings.store, Path::new("/home/u/.passage/store"));
+        assert_eq!(
+            settings.identity_file,
+            Path::new("/home/u/.config/hushbox/identity.txt")
+        );
+        assert_eq!(settings.max_size, DEFAULT_SIZE_LIMIT);
+    }
+
+    #[test]
+    fn manifest_store_beats_the_environment() {
+        let env = [("HUSHBOX_STORE", "/env/store"), ("PASSAGE_DIR", "/passage")];
+        let settings = resolve(&manifest("secrets", "/m/id"), &env).unwrap();
+        assert_eq!(settings.store, Path::new("/project/secrets"));
+        let settings = resolve(&AgeConfig::default(), &env).unwrap();
+        assert_eq!(settings.store, Path::new("/env/store"));
+        let settings = resolve(&AgeConfig::default(), &[("PASSAGE_DIR", "/passage")]).unwrap();
+        assert_eq!(settings.store, Path::new("/passage"));
+    }
+
+    #[test]
+    fn hushbox_identity_beats_the_manifest_which_beats_passage() {
+        let env = [
+            ("HUSHBOX_IDENTITY", "/env/id"),
+            ("PASSAGE_IDENTITIES_FILE", "/passage/id"),
+        ];
+        let settings = resolve(&manifest("s", "~/m/id"), &env).unwrap();
+        assert_eq!(settings.identity_file, Path::new("/env/id"));
+        let settings = resolve(&manifest("s", "~/m/id"), &env[1..]).unwrap();
+        assert_eq!(settings.identity_file, Path::new("/home/u/m/id"));
+        let settings = resolve(&AgeConfig::default(), &env[1..]).unwrap();
+        assert_eq!(settings.identity_file, Path::new("/passage/id"));
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let env = [("HUSHBOX_IDENTITY", ""), ("HUSHBOX_STORE", "")];
+        let settings = resolve(&AgeConfig::default(), &env).unwrap();
+        assert_eq!(settings.store, Path::new("/home/u/.passage/store"));
+        assert_eq!(
+            settings.identity_file,
+            Path::new("/home/u/.config/hushbox/identity.txt")
+        );
+    }
+
+    #[test]
+    fn zero_max_size_is_refused() {
+        let config = AgeConfig {
+            max_size: Some(0),
+            ..AgeConfig::default()
+        };
+        assert_eq!(resolve(&config, &[]).unwrap_err().kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn unknown_keys_and_inline_keys_are_refused() {
+        let env = Environment::default();
+        let context = BackendContext {
+            name: "team",
+            base_dir: Path::new("/p"),
+            env: &env,
+        };
+        let table: hushbox_core::toml::Table = "stor = 'x'".parse().unwrap();
+        let error = context.parse_config::<AgeConfig>(table).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert!(error.to_string().contains("stor"), "{error}");
+        let table: hushbox_core::toml::Table = "identity_file = 'AGE-SECRET-KEY-1QQQQCANARY'"
+            .parse()
+            .unwrap();
+        let error = context.parse_config::<AgeConfig>(table).unwrap_err();
+        assert!(!error.to_string().contains("CANARY"), "{error}");
+    }
+
+    #[test]
+    fn debug_lists_paths_only() {
+        let text = format!("{:?}", manifest("s", "/id"));
+        assert!(text.contains("\"/id\"") && text.ends_with(".. }"), "{text}");
+    }
+}

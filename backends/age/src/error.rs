@@ -1,0 +1,293 @@
+//! The age backend's own failures, and how each maps onto a
+//! [`hushbox_core::ErrorKind`].
+//!
+//! Every message here is hushbox's own wording. None quotes a line of an
+//! identity or recipients file (a user may have pasted a secret key into the
+//! wrong file), none carries plaintext, and no error from the `age` crate is
+//! attached as a source: its messages are safe today, but the mapping below is
+//! the one place that decides what a user reads.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use hushbox_core::{Error, ErrorKind};
+
+/// What went wrong, before it is turned into a [`hushbox_core::Error`].
+///
+/// Variants about one secret carry no subject: the backend adds the
+/// reference (or `NAME://PATH`) when it converts them.
+#[derive(Debug)]
+pub(crate) enum AgeError {
+    /// The identity file does not exist.
+    IdentityMissing { path: PathBuf },
+    /// The identity file exists but could not be read.
+    IdentityRead { path: PathBuf, source: io::Error },
+    /// The identity file is neither an age identity file nor an OpenSSH key.
+    IdentityInvalid { path: PathBuf, why: String },
+    /// The identity file is itself encrypted with age (a passphrase-protected
+    /// identity file).
+    IdentityEncrypted { path: PathBuf },
+    /// A line of the identity file names an age plugin.
+    IdentityPlugin { path: PathBuf, line: usize },
+    /// The OpenSSH private key is protected by a passphrase.
+    SshKeyEncrypted { path: PathBuf },
+    /// The OpenSSH private key is of a type age cannot use.
+    SshKeyUnsupported { path: PathBuf, key_type: String },
+
+    /// A secret path that could escape the store or hide from listings.
+    UnsafePath { path: String, why: &'static str },
+    /// No `<path>.age` file.
+    NotFound { file: PathBuf, store_missing: bool },
+    /// The file is not encrypted to any loaded identity.
+    NoMatchingKeys { identity_file: PathBuf },
+    /// The file is encrypted to a passphrase, which hushbox never prompts for.
+    Passphrase,
+    /// The file is not a valid age file (or was altered).
+    Malformed { why: &'static str },
+    /// The plaintext (or the ciphertext, before decrypting) exceeds the limit.
+    TooLarge { limit: usize },
+
+    /// A line of a recipients list is not a recipient.
+    RecipientInvalid {
+        origin: String,
+        line: usize,
+        why: &'static str,
+    },
+    /// A recipients list holds no recipient.
+    NoRecipients { origin: String },
+    /// The recipients cannot be used together (age refuses to mix some).
+    RecipientsIncompatible,
+
+    /// `init_store` found a store already there.
+    StoreExists { recipients_file: PathBuf },
+    /// `write_identity_file` found a file already there.
+    IdentityExists { path: PathBuf },
+
+    /// A file-system operation failed.
+    Io { what: String, source: io::Error },
+}
+
+impl AgeError {
+    /// An I/O failure while doing `what` (hushbox's words, naming a path).
+    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
+        AgeError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+fn shown(path: &Path) -> std::path::Display<'_> {
+    path.display()
+}
+
+impl From<AgeError> for Error {
+    fn from(error: AgeError) -> Self {
+        use AgeError::*;
+        match error {
+            IdentityMissing { path } => Error::config(format!(
+                "identity file {} does not exist; `hushbox keygen` creates one \
+                 (or point identity_file, HUSHBOX_IDENTITY or --identity at an existing one)",
+                shown(&path)
+            )),
+            IdentityRead { path, source } => {
+                let kind = match source.kind() {
+                    io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                    _ => ErrorKind::Io,
+                };
+                Error::new(kind, format!("cannot read identity file {}", shown(&path)))
+                    .with_source(source)
+            }
+            IdentityInvalid { path, why } => Error::config(format!(
+                "{} is not a usable identity file: {why}",
+                shown(&path)
+            )),
+            IdentityEncrypted { path } => Error::unsupported(format!(
+                "identity file {} is itself age-encrypted (passphrase-protected); \
+                 hushbox never prompts for passphrases: use an unencrypted identity file \
+                 kept at mode 0600, such as one from `hushbox keygen`",
+                shown(&path)
+            )),
+            IdentityPlugin { path, line } => Error::unsupported(format!(
+                "line {line} of identity file {} is an age plugin identity (AGE-PLUGIN-…); \
+                 hushbox does not run age plugins",
+                shown(&path)
+            )),
+            SshKeyEncrypted { path } => Error::unsupported(format!(
+                "the OpenSSH key {} is protected by a passphrase; hushbox never prompts for \
+                 passphrases: use an unencrypted ssh-ed25519 key, or an age identity from \
+                 `hushbox keygen`",
+                shown(&path)
+            )),
+            SshKeyUnsupported { path, key_type } => Error::unsupported(format!(
+                "the OpenSSH key {} is of type {key_type}, which age cannot decrypt with \
+                 (use ssh-ed25519 or ssh-rsa, or an age identity from `hushbox keygen`)",
+                shown(&path)
+            )),
+            UnsafePath { path, why } => Error::config(format!(
+                "`{}` is not a valid secret path: {why}",
+                path.escape_debug()
+            )),
+            NotFound {
+                file,
+                store_missing,
+            } => Error::not_found(if store_missing {
+                format!(
+                    "no such secret: {} does not exist (and neither does the store directory)",
+                    shown(&file)
+                )
+            } else {
+                format!("no such secret: {} does not exist", shown(&file))
+            }),
+            NoMatchingKeys { identity_file } => Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "none of the identities in {} can decrypt this secret; someone who can \
+                     must add your recipient to the store and re-encrypt it",
+                    shown(&identity_file)
+                ),
+            ),
+            Passphrase => Error::unsupported(
+                "the file is encrypted with a passphrase (age -p); hushbox never prompts for \
+                 passphrases: re-encrypt it to the store's recipients",
+            ),
+            Malformed { why } => Error::malformed(format!("not a valid age file: {why}")),
+            TooLarge { limit } => Error::new(
+                ErrorKind::TooLarge,
+                format!("the secret is larger than the limit of {limit} bytes (max_size)"),
+            ),
+            RecipientInvalid { origin, line, why } => {
+                Error::config(format!("{origin}, line {line}: {why}"))
+            }
+            NoRecipients { origin } => Error::config(format!("{origin} holds no recipients")),
+            RecipientsIncompatible => Error::config(
+                "these recipients cannot be combined in one age file \
+                 (age refuses to mix some recipient types)",
+            ),
+            StoreExists { recipients_file } => Error::config(format!(
+                "a store already exists here ({} is present); change its recipients with \
+                 `hushbox store recipients` instead",
+                shown(&recipients_file)
+            )),
+            IdentityExists { path } => Error::config(format!(
+                "identity file {} already exists; hushbox never overwrites an identity \
+                 (move it away first if you really mean to replace it)",
+                shown(&path)
+            )),
+            Io { what, source } => Error::io(what, source),
+        }
+    }
+}
+
+/// Maps the `age` crate's decryption errors. The crate's own messages are
+/// not used, so that this mapping alone decides what a user reads.
+pub(crate) fn from_decrypt(error: age::DecryptError, identity_file: &Path) -> AgeError {
+    use age::DecryptError::*;
+    match error {
+        NoMatchingKeys => AgeError::NoMatchingKeys {
+            identity_file: identity_file.to_owned(),
+        },
+        // An ssh key whose passphrase would be needed; encrypted keys are
+        // refused when loaded, so this means the file asks for one anyway.
+        KeyDecryptionFailed => AgeError::NoMatchingKeys {
+            identity_file: identity_file.to_owned(),
+        },
+        ExcessiveWork { .. } => AgeError::Passphrase,
+        InvalidHeader => AgeError::Malformed {
+            why: "its header is invalid",
+        },
+        InvalidMac => AgeError::Malformed {
+            why: "its header failed authentication (corrupted or tampered with)",
+        },
+        DecryptionFailed => AgeError::Malformed {
+            why: "a recipient stanza failed to decrypt (corrupted or tampered with)",
+        },
+        UnknownFormat => AgeError::Malformed {
+            why: "unknown age format version",
+        },
+        Io(source) => from_stream_io(&source),
+        _ => AgeError::Malformed {
+            why: "it cannot be decrypted",
+        },
+    }
+}
+
+/// Maps a read error of the decrypting stream. The ciphertext is read from
+/// memory, so every I/O error here describes the file's contents.
+pub(crate) fn from_stream_io(error: &io::Error) -> AgeError {
+    let why = match error.kind() {
+        io::ErrorKind::UnexpectedEof => "it is truncated",
+        _ => "its payload failed authentication (truncated, corrupted or tampered with)",
+    };
+    AgeError::Malformed { why }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_follow_the_failure() {
+        let cases: Vec<(AgeError, ErrorKind)> = vec![
+            (
+                AgeError::IdentityMissing { path: "/k".into() },
+                ErrorKind::Config,
+            ),
+            (
+                AgeError::NoMatchingKeys {
+                    identity_file: "/k".into(),
+                },
+                ErrorKind::PermissionDenied,
+            ),
+            (AgeError::Passphrase, ErrorKind::Unsupported),
+            (
+                AgeError::Malformed { why: "x" },
+                ErrorKind::MalformedPayload,
+            ),
+            (AgeError::TooLarge { limit: 1 }, ErrorKind::TooLarge),
+            (
+                AgeError::NotFound {
+                    file: "/s/a.age".into(),
+                    store_missing: false,
+                },
+                ErrorKind::NotFound,
+            ),
+            (
+                AgeError::SshKeyEncrypted { path: "/k".into() },
+                ErrorKind::Unsupported,
+            ),
+            (
+                AgeError::UnsafePath {
+                    path: "../x".into(),
+                    why: "y",
+                },
+                ErrorKind::Config,
+            ),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(Error::from(error).kind(), kind);
+        }
+    }
+
+    #[test]
+    fn missing_identity_names_the_path_and_the_fix() {
+        let error = Error::from(AgeError::IdentityMissing {
+            path: "/home/u/.config/hushbox/identity.txt".into(),
+        });
+        let text = error.to_string();
+        assert!(
+            text.contains("/home/u/.config/hushbox/identity.txt"),
+            "{text}"
+        );
+        assert!(text.contains("hushbox keygen"), "{text}");
+    }
+
+    #[test]
+    fn unsafe_paths_are_escaped_in_messages() {
+        let error = Error::from(AgeError::UnsafePath {
+            path: "a\nb".into(),
+            why: "it contains a control character",
+        });
+        assert!(!error.to_string().contains('\n'));
+    }
+}
