@@ -73,8 +73,17 @@ pub fn random_prefix() -> String {
 /// On the first behaviour the backend gets wrong, naming it; and when
 /// called on a multi-thread Tokio runtime (see the crate docs).
 pub async fn run_all(backend: &dyn Backend, seeder: &dyn Seeder) {
-    let prefix = random_prefix();
-    let prefix = prefix.as_str();
+    run_all_under(backend, seeder, &random_prefix()).await;
+}
+
+/// [`run_all`] under a prefix of the caller's choosing, for backends whose
+/// paths must start somewhere particular: a KV mount (`secret/<random>`), an
+/// absolute directory (`/tmp/…/<random>`). Include a [`random_prefix`] in it
+/// so that runs do not share fixtures.
+///
+/// # Panics
+/// As [`run_all`].
+pub async fn run_all_under(backend: &dyn Backend, seeder: &dyn Seeder, prefix: &str) {
     let Capabilities {
         write,
         list,

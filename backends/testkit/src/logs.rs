@@ -3,9 +3,10 @@
 
 use std::io;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use tracing::subscriber::DefaultGuard;
+use tracing::Dispatch;
+use tracing::subscriber::{DefaultGuard, NoSubscriber};
 use tracing_subscriber::fmt::format::FmtSpan;
 
 /// Captures everything `tracing` logs at TRACE level while `f` runs, and
@@ -52,6 +53,7 @@ impl LogCapture {
     /// Span creation and close are logged too, so a value recorded as a span
     /// field is caught even when no event is emitted inside the span.
     pub fn start() -> Self {
+        register_anchor_dispatch();
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = SharedBuffer(Arc::clone(&buffer));
         let subscriber = tracing_subscriber::fmt()
@@ -59,6 +61,9 @@ impl LogCapture {
             .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE)
             .with_writer(move || writer.clone())
             .finish();
+        // `Dispatch::new` (inside `set_default`) re-evaluates every callsite
+        // already seen, so ones another thread marked as disabled before
+        // this capture began are enabled again.
         Self {
             buffer,
             guard: tracing::subscriber::set_default(subscriber),
@@ -74,6 +79,20 @@ impl LogCapture {
         let bytes = std::mem::take(&mut *buffer.lock().unwrap_or_else(PoisonError::into_inner));
         String::from_utf8_lossy(&bytes).into_owned()
     }
+}
+
+/// Keeps a second dispatcher registered for the life of the process.
+///
+/// `tracing-core` decides once per callsite, at its first use, whether any
+/// subscriber wants it, and caches the answer. While only one dispatcher is
+/// registered it asks just the *calling thread's* default, so a callsite
+/// first reached on a thread without a capture (another test, a blocking
+/// pool thread) is cached as disabled, and this thread's capture silently
+/// misses it. With two or more registered, it asks all of them, so the
+/// capture's interest counts whichever thread gets there first.
+fn register_anchor_dispatch() {
+    static ANCHOR: OnceLock<Dispatch> = OnceLock::new();
+    ANCHOR.get_or_init(|| Dispatch::new(NoSubscriber::default()));
 }
 
 #[derive(Clone)]

@@ -273,3 +273,17 @@ fn capture_logs_sees_tasks_spawned_on_a_current_thread_runtime() {
 fn random_prefixes_differ() {
     assert_ne!(crate::random_prefix(), crate::random_prefix());
 }
+
+#[test]
+fn capture_sees_callsites_first_reached_on_another_thread() {
+    // One callsite, reached first by a thread with no capture while this
+    // thread captures: `tracing-core` must not cache it as disabled.
+    fn log_here() {
+        tracing::trace!("callsite shared between threads");
+    }
+    let ((), logs) = capture_logs(|| {
+        std::thread::spawn(log_here).join().unwrap();
+        log_here();
+    });
+    assert!(logs.contains("callsite shared between threads"), "{logs}");
+}

@@ -1,0 +1,151 @@
+//! What can go wrong reading a secret file, and how it maps onto the core's
+//! error kinds. Messages name the file, never its content: the only source
+//! ever attached is the OS error, whose text is the OS's (`errno`) and cannot
+//! carry file content.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use hushbox_core::{Error, ErrorKind, ReadError};
+
+/// Why a read failed.
+#[derive(Debug)]
+pub(crate) enum FileError {
+    /// The OS refused an operation on the file.
+    Io {
+        path: PathBuf,
+        operation: &'static str,
+        source: io::Error,
+    },
+    /// The path names a directory.
+    IsDirectory { path: PathBuf },
+    /// The file is larger than the limit.
+    TooLarge { path: PathBuf, limit: usize },
+    /// The blocking read did not complete (its task panicked or the runtime
+    /// is shutting down).
+    Interrupted { path: PathBuf },
+}
+
+impl FileError {
+    /// `operation` failed on `path`: `"open"` or `"read"`.
+    pub(crate) fn io(path: &Path, operation: &'static str, source: io::Error) -> Self {
+        // Some systems refuse to open a directory instead of refusing to
+        // read it; either way the user named a directory.
+        if source.kind() == io::ErrorKind::IsADirectory {
+            return FileError::IsDirectory {
+                path: path.to_owned(),
+            };
+        }
+        FileError::Io {
+            path: path.to_owned(),
+            operation,
+            source,
+        }
+    }
+
+    /// A failure of [`hushbox_core::SecretValue::read_bounded`].
+    pub(crate) fn read(path: &Path, error: ReadError) -> Self {
+        match error {
+            ReadError::TooLarge { limit } => FileError::TooLarge {
+                path: path.to_owned(),
+                limit,
+            },
+            ReadError::Io(source) => FileError::io(path, "read", source),
+        }
+    }
+}
+
+impl From<FileError> for Error {
+    fn from(error: FileError) -> Self {
+        match error {
+            FileError::Io {
+                path,
+                operation,
+                source,
+            } => {
+                let path = path.display();
+                let (kind, message) = match source.kind() {
+                    io::ErrorKind::NotFound => {
+                        (ErrorKind::NotFound, format!("no such file: {path}"))
+                    }
+                    // ENOTDIR: a parent of the path is a file, so the path
+                    // cannot exist.
+                    io::ErrorKind::NotADirectory => (
+                        ErrorKind::NotFound,
+                        format!("no such file: a parent of {path} is not a directory"),
+                    ),
+                    io::ErrorKind::PermissionDenied => (
+                        ErrorKind::PermissionDenied,
+                        format!(
+                            "permission denied to {operation} {path} (check its mode and owner, and those of the directories above it)"
+                        ),
+                    ),
+                    _ => (ErrorKind::Io, format!("cannot {operation} {path}")),
+                };
+                Error::new(kind, message).with_source(source)
+            }
+            FileError::IsDirectory { path } => Error::config(format!(
+                "{} is a directory; a file reference must name a file",
+                path.display()
+            )),
+            FileError::TooLarge { path, limit } => Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "{} is larger than the limit of {limit} bytes (raise `max_size` in the backend's settings if it really is a secret)",
+                    path.display()
+                ),
+            ),
+            FileError::Interrupted { path } => Error::new(
+                ErrorKind::Io,
+                format!("the read of {} did not complete", path.display()),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(error: io::Error) -> Error {
+        FileError::io(Path::new("/srv/key.pem"), "open", error).into()
+    }
+
+    #[test]
+    fn os_errors_map_onto_core_kinds() {
+        let cases = [
+            (libc::ENOENT, ErrorKind::NotFound),
+            (libc::ENOTDIR, ErrorKind::NotFound),
+            (libc::EACCES, ErrorKind::PermissionDenied),
+            (libc::EPERM, ErrorKind::PermissionDenied),
+            (libc::EISDIR, ErrorKind::Config),
+            (libc::EIO, ErrorKind::Io),
+            (libc::ELOOP, ErrorKind::Io),
+        ];
+        for (errno, kind) in cases {
+            let error = map(io::Error::from_raw_os_error(errno));
+            assert_eq!(error.kind(), kind, "errno {errno}");
+            assert!(error.to_string().contains("/srv/key.pem"), "{error}");
+        }
+    }
+
+    #[test]
+    fn permission_denied_says_what_to_check_and_keeps_the_os_error() {
+        let error = map(io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(
+            error.to_string(),
+            "permission denied to open /srv/key.pem (check its mode and owner, and those of the directories above it)"
+        );
+        let source = std::error::Error::source(&error).expect("the OS error is kept");
+        assert!(source.to_string().contains("os error 13"), "{source}");
+    }
+
+    #[test]
+    fn too_large_names_the_path_and_the_limit() {
+        let error: Error =
+            FileError::read(Path::new("/srv/big"), ReadError::TooLarge { limit: 42 }).into();
+        assert_eq!(error.kind(), ErrorKind::TooLarge);
+        assert!(error.to_string().contains("/srv/big"));
+        assert!(error.to_string().contains("42 bytes"));
+    }
+}
