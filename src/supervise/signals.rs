@@ -1,0 +1,230 @@
+//! Signal plumbing: the blocked set, waiting for a signal, forwarding it, and
+//! the few dispositions the supervisor changes while it runs.
+//!
+//! Signals are never handled by a handler here: they stay blocked and are
+//! taken synchronously with `sigtimedwait`, so no Rust code ever runs in
+//! signal context and every signal arrives in the supervisor loop in order.
+
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
+use nix::unistd::Pid;
+
+/// The synchronous faults: raised by the faulting instruction in the thread
+/// that executed it. Blocking them would not stop them (the kernel kills the
+/// process instead) and forwarding them would be wrong: they belong to the
+/// supervisor, not to the child.
+const SYNCHRONOUS_FAULTS: [Signal; 7] = [
+    Signal::SIGFPE,
+    Signal::SIGILL,
+    Signal::SIGSEGV,
+    Signal::SIGBUS,
+    Signal::SIGABRT,
+    Signal::SIGTRAP,
+    Signal::SIGSYS,
+];
+
+/// A thread's signal mask as it was before [`block_signals`], to be restored
+/// in the child so the program starts with the mask hushbox itself was given.
+#[derive(Clone, Copy, Debug)]
+pub struct SignalMask(SigSet);
+
+impl SignalMask {
+    pub(super) fn as_sigset(&self) -> &SigSet {
+        &self.0
+    }
+}
+
+/// Every signal except the synchronous faults. SIGKILL and SIGSTOP are in the
+/// set too; the kernel ignores them in masks, and a wait never returns them.
+pub(super) fn supervised_set() -> SigSet {
+    let mut set = SigSet::all();
+    for fault in SYNCHRONOUS_FAULTS {
+        set.remove(fault);
+    }
+    set
+}
+
+/// Blocks every signal except the synchronous faults (SIGFPE, SIGILL, SIGSEGV,
+/// SIGBUS, SIGABRT, SIGTRAP, SIGSYS) in the calling thread, and returns the
+/// mask that was in place before.
+///
+/// Call it first thing in `main`, before any thread (a tokio runtime) starts:
+/// threads inherit the mask, so a signal that arrives while hushbox is still
+/// fetching secrets stays pending instead of killing it halfway through a
+/// write, and is forwarded to the child once [`run`](super::run) has started
+/// it. The returned mask goes into
+/// [`SupervisorOptions::mask`](super::SupervisorOptions) so the child gets the
+/// mask hushbox was started with, not this one.
+pub fn block_signals() -> std::io::Result<SignalMask> {
+    // SIG_SETMASK rather than SIG_BLOCK: it also unblocks a fault that our own
+    // parent may have left blocked, as tini does.
+    let previous = supervised_set().thread_swap_mask(SigmaskHow::SIG_SETMASK)?;
+    Ok(SignalMask(previous))
+}
+
+/// What one wait for a signal produced.
+pub(super) enum Wakeup {
+    /// A signal arrived; `from_self` is true when this process sent it to
+    /// itself (a write of ours to a closed pipe raises SIGPIPE that way).
+    Signal { signo: i32, from_self: bool },
+    /// Nothing arrived in time, or the wait was interrupted (Linux interrupts
+    /// `sigtimedwait` with EINTR when the process is stopped and continued).
+    Nothing,
+}
+
+/// Waits up to `timeout` for one of `set`, which must be blocked.
+#[allow(unsafe_code)]
+pub(super) fn wait_for_signal(set: &SigSet, timeout: Duration) -> std::io::Result<Wakeup> {
+    let timeout = libc::timespec {
+        tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: timeout.subsec_nanos().into(),
+    };
+    // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the three pointers refer to live, properly aligned values owned
+    // by this frame for the duration of the call; the kernel writes only into
+    // `info`.
+    let signo = unsafe { libc::sigtimedwait(set.as_ref(), &mut info, &timeout) };
+    if signo < 0 {
+        return match Errno::last() {
+            Errno::EAGAIN | Errno::EINTR => Ok(Wakeup::Nothing),
+            errno => Err(errno.into()),
+        };
+    }
+    // Only SI_USER / SI_TKILL / SI_QUEUE carry a sender; for those the kernel
+    // sets si_pid to the sender as seen from our PID namespace (0 when the
+    // sender is outside it, as for a PID 1 signalled by `docker stop`).
+    let user_sent = matches!(
+        info.si_code,
+        libc::SI_USER | libc::SI_TKILL | libc::SI_QUEUE
+    );
+    // SAFETY: si_pid reads the sender member of the union, which the kernel
+    // fills for exactly the user-sent codes checked just above.
+    let from_self = user_sent && unsafe { info.si_pid() } == std::process::id() as libc::pid_t;
+    Ok(Wakeup::Signal { signo, from_self })
+}
+
+/// Sends `signo` to the child's process group, or to the child itself when
+/// the group is gone (the child left it with `setpgid`/`setsid`).
+///
+/// Raw numbers rather than [`Signal`]: real-time signals have no `Signal`
+/// variant and must be forwarded too.
+#[allow(unsafe_code)]
+pub(super) fn forward(signo: i32, child: Pid) -> Result<(), Errno> {
+    let pid = child.as_raw();
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(-pid, signo) } == 0 {
+        return Ok(());
+    }
+    match Errno::last() {
+        // SAFETY: as above.
+        Errno::ESRCH => Errno::result(unsafe { libc::kill(pid, signo) }).map(drop),
+        errno => Err(errno),
+    }
+}
+
+/// A signal's name for logs: `SIGTERM`, or `SIGRT+n` for real-time signals.
+pub(super) fn name(signo: i32) -> String {
+    match Signal::try_from(signo) {
+        Ok(signal) => signal.as_str().to_owned(),
+        Err(_) if signo >= libc::SIGRTMIN() => format!("SIGRTMIN+{}", signo - libc::SIGRTMIN()),
+        Err(_) => format!("signal {signo}"),
+    }
+}
+
+/// Sets `signal` to a disposition that is not a handler.
+#[allow(unsafe_code)]
+fn set_disposition(signal: Signal, handler: SigHandler) -> Result<SigAction, Errno> {
+    debug_assert!(matches!(handler, SigHandler::SigDfl | SigHandler::SigIgn));
+    let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL and SIG_IGN run no code of ours in signal context, which
+    // is the one hazard nix marks sigaction unsafe for.
+    unsafe { sigaction(signal, &action) }
+}
+
+/// Restores an action saved by [`set_disposition`].
+#[allow(unsafe_code)]
+fn restore_disposition(signal: Signal, action: &SigAction) {
+    // SAFETY: `action` was returned by sigaction for this very signal, so it
+    // is whatever the process had installed before; restoring it installs
+    // nothing new.
+    let _ = unsafe { sigaction(signal, action) };
+}
+
+/// The dispositions the supervisor needs while it runs, restored on drop so a
+/// caller that goes on after [`run`](super::run) (to remove a run directory,
+/// say) finds the process as it was.
+pub(super) struct SupervisorDispositions {
+    saved: Vec<(Signal, SigAction)>,
+}
+
+impl SupervisorDispositions {
+    /// - SIGTTIN and SIGTTOU ignored, as tini does: the child inherits that
+    ///   across fork, which lets it call `tcsetpgrp` from what is still a
+    ///   background group, and lets the supervisor take the terminal back at
+    ///   the end. The child resets them before exec.
+    /// - SIGCHLD at its default. Were it SIG_IGN (inherited through exec from
+    ///   a careless parent), the kernel would reap children on its own and
+    ///   `waitpid` could never report the child's exit code.
+    pub(super) fn install() -> std::io::Result<Self> {
+        let mut saved = Vec::with_capacity(3);
+        for (signal, handler) in [
+            (Signal::SIGTTIN, SigHandler::SigIgn),
+            (Signal::SIGTTOU, SigHandler::SigIgn),
+            (Signal::SIGCHLD, SigHandler::SigDfl),
+        ] {
+            match set_disposition(signal, handler) {
+                Ok(previous) => saved.push((signal, previous)),
+                Err(errno) => {
+                    drop(Self { saved });
+                    return Err(errno.into());
+                }
+            }
+        }
+        Ok(Self { saved })
+    }
+}
+
+impl Drop for SupervisorDispositions {
+    fn drop(&mut self) {
+        for (signal, action) in self.saved.iter().rev() {
+            restore_disposition(*signal, action);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supervised_set_leaves_out_exactly_the_synchronous_faults() {
+        let set = supervised_set();
+        for fault in SYNCHRONOUS_FAULTS {
+            assert!(!set.contains(fault), "{fault} must stay unblocked");
+        }
+        for signal in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+            Signal::SIGUSR1,
+            Signal::SIGUSR2,
+            Signal::SIGCHLD,
+            Signal::SIGWINCH,
+            Signal::SIGCONT,
+            Signal::SIGTSTP,
+            Signal::SIGPIPE,
+        ] {
+            assert!(set.contains(signal), "{signal} must be blocked");
+        }
+    }
+
+    #[test]
+    fn names_cover_real_time_signals() {
+        assert_eq!(name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(name(libc::SIGRTMIN() + 3), "SIGRTMIN+3");
+    }
+}
