@@ -161,6 +161,21 @@ fn decrypt(
     identities: &Identities,
     limit: usize,
 ) -> Result<SecretValue, AgeError> {
+    // The decryptor reports a foreign file as a short header; say what it is.
+    if ciphertext.is_empty() {
+        return Err(AgeError::Malformed {
+            why: "the file is empty",
+        });
+    }
+    if !ciphertext.starts_with(b"age-encryption.org/")
+        && !ciphertext
+            .trim_ascii_start()
+            .starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+    {
+        return Err(AgeError::Malformed {
+            why: "it does not start with an age header (age-encryption.org/… or ASCII armor)",
+        });
+    }
     let decryptor = Decryptor::new_buffered(ArmoredReader::new(ciphertext))
         .map_err(|error| from_decrypt(error, identities.path()))?;
     if decryptor.is_scrypt() {
