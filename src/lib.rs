@@ -5,5 +5,14 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
+pub mod cli;
+pub mod commands;
+pub mod deliver;
+pub mod exit;
+pub mod harden;
+pub mod logging;
+pub mod manifest;
 pub mod output;
+pub mod plan;
+pub mod resolve;
 pub mod supervise;

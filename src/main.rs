@@ -1,1 +1,38 @@
-fn main() {}
+//! The `hushbox` binary: parse, run, exit with a code from `exit`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use hushbox::cli::Cli;
+use hushbox::{commands, exit, logging};
+
+fn main() -> ExitCode {
+    // Before anything else, and before any thread exists: `run` and `exec`
+    // supervise a child and must own every signal from the start.
+    let cli = Cli::parse();
+    let signals = match commands::prepare_signals(&cli.command) {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("hushbox: error: cannot block signals: {error}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    logging::init(cli.global.verbose);
+    // From here on hushbox may hold values: no core dumps, not dumpable.
+    let hardening = hushbox::harden::harden();
+    let _ = hardening;
+    match commands::dispatch(cli, signals) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            for error in &failure.errors {
+                eprintln!("hushbox: error: {error}");
+                let mut source = std::error::Error::source(error);
+                while let Some(cause) = source {
+                    eprintln!("  caused by: {cause}");
+                    source = cause.source();
+                }
+            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The command line, parsed into plain data. Nothing here does I/O.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// hushbox fetches secrets from pluggable backends and delivers them to
+/// programs as files on tmpfs, `_FILE` paths, or environment variables.
+#[derive(Debug, Parser)]
+#[command(name = "hushbox", version, about, long_about = None)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The manifest (default: $HUSHBOX_CONFIG, else hushbox.toml here or in
+    /// the nearest parent directory).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The age identity file (overrides $HUSHBOX_IDENTITY and the manifest).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). Logs never
+    /// contain secret values. $HUSHBOX_LOG takes a full filter instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// hushbox's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command with its secrets: files in a private tmpfs directory
+    /// that is removed when it exits (for local development).
+    Run(RunArgs),
+    /// Write the manifest's secrets to the output directory once.
+    Inject(InjectArgs),
+    /// Print one secret to stdout.
+    Get(GetArgs),
+    /// Validate the manifest and the plan; with --fetch, fetch every secret
+    /// and report versions (never values).
+    Check(CheckArgs),
+    /// Manage the age-encrypted store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Create an age identity file (mode 0600) and print its recipient.
+    Keygen(KeygenArgs),
+    /// Print the table of exit codes.
+    ExitCodes,
+}
+
+/// `hushbox run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The command and its arguments.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `hushbox inject`.
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// The output directory (overrides [output].dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Allow an output directory that is not on tmpfs or ramfs.
+    #[arg(long)]
+    pub allow_disk: bool,
+}
+
+/// `hushbox get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The reference, e.g. age://prod/db_password or file:///run/key.json#key.
+    pub reference: String,
+}
+
+/// `hushbox check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also fetch every secret (values are never printed).
+    #[arg(long)]
+    pub fetch: bool,
+}
+
+/// `hushbox keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the identity (default: $HUSHBOX_IDENTITY, else
+    /// ~/.config/hushbox/identity.txt). Never overwrites.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Options of every `hushbox store` command.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Which age backend of the manifest (default: the only one, else the
+    /// default store from $HUSHBOX_STORE).
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+}
+
+/// `hushbox store …`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Create a store: writes .age-recipients.
+    Init {
+        /// Common options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// A recipient (age1… or an ssh public key); repeatable. Default:
+        /// the recipient of your identity.
+        #[arg(long, value_name = "RECIPIENT")]
+        recipient: Vec<String>,
+        /// Create a subtree with its own recipients instead.
+        #[arg(long, value_name = "SUBDIR")]
+        dir: Option<String>,
+    },
+    /// Store a secret read from stdin, or from a no-echo prompt on a terminal.
+    /// Never from the command line.
+    Set {
+        /// Common options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The secret's name, e.g. prod/db_password.
+        name: String,
+        /// Keep the input byte for byte (by default one trailing newline is
+        /// removed, as a prompt or `echo` adds one).
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Print a secret to stdout.
+    Get {
+        /// Common options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The secret's name.
+        name: String,
+    },
+    /// List secret names (never values).
+    Ls {
+        /// Common options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only names under this prefix.
+        prefix: Option<String>,
+    },
+    /// Remove a secret.
+    Rm {
+        /// Common options.
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The secret's name.
+        name: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_everything_after_the_double_dash() {
+        let cli = Cli::try_parse_from(["hushbox", "run", "--", "sh", "-c", "echo --x"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.command, ["sh", "-c", "echo --x"]);
+    }
+
+    #[test]
+    fn store_set_has_no_value_argument() {
+        assert!(Cli::try_parse_from(["hushbox", "store", "set", "name", "value"]).is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! `hushbox get REF`: one secret to stdout.
+
+use std::io::Write;
+
+use hushbox_core::{Error, SecretRef};
+
+use super::{Outcome, Session, runtime};
+use crate::cli::GetArgs;
+use crate::exit;
+use crate::resolve::build_one;
+
+pub(super) fn get(session: &Session, args: GetArgs) -> Outcome {
+    let reference: SecretRef = args.reference.parse()?;
+    let plan = session.plan(false, None, false)?;
+    let backend_plan = plan.backends.get(reference.scheme()).ok_or_else(|| {
+        Error::config(format!("no backend is named `{}`", reference.scheme())).with_subject(&reference)
+    })?;
+    let backend = build_one(
+        &session.registry,
+        reference.scheme(),
+        &backend_plan.kind,
+        backend_plan.settings.clone(),
+        &plan.base_dir,
+        &session.env,
+    )?;
+    let document = runtime()?
+        .block_on(backend.fetch(&reference.location()))
+        .map_err(|error| error.with_subject(&reference))?;
+    let value = document.select(&reference)?;
+    // The one place `get` lets a value out: the user asked for it on stdout.
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(value.expose())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| Error::io("cannot write to stdout", error))?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,162 @@
+//! The commands: each turns parsed arguments into a plan, resolves it, and
+//! acts. They return an exit code or a [`Failure`]; `main` prints and exits.
+
+mod check;
+mod get;
+mod inject;
+mod keygen;
+mod run;
+mod store;
+
+use std::path::{Path, PathBuf};
+
+use hushbox_core::{Environment, Error, Registry};
+
+use crate::cli::{Cli, Command};
+use crate::exit;
+use crate::manifest::{self, Manifest};
+use crate::plan::{Plan, PlanInputs};
+use crate::resolve::ResolveFailure;
+
+pub use run::prepare_signals;
+
+/// Why a command failed: one or more errors, all printed; the first decides
+/// the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// The errors, most important first.
+    pub errors: Vec<Error>,
+    /// An exit code that overrides the one of the first error's kind.
+    pub code: Option<u8>,
+}
+
+impl Failure {
+    /// The exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        self.code
+            .unwrap_or_else(|| self.errors.first().map_or(exit::FAILURE, |e| exit::for_kind(e.kind())))
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self {
+            errors: vec![error],
+            code: None,
+        }
+    }
+}
+
+impl From<ResolveFailure> for Failure {
+    fn from(failure: ResolveFailure) -> Self {
+        Self {
+            errors: failure.errors,
+            code: None,
+        }
+    }
+}
+
+/// The outcome of a command.
+pub type Outcome = Result<u8, Failure>;
+
+/// Every backend kind this binary knows. Adding a backend adds a line here.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    hushbox_file::register(&mut registry);
+    hushbox_age::register(&mut registry);
+    registry
+}
+
+/// What every command starts from: the environment snapshot, the current
+/// directory, the manifest if there is one, and the known backends.
+pub struct Session {
+    /// The environment backends read (with `--identity` applied).
+    pub env: Environment,
+    /// hushbox's own environment, as the child inherits it.
+    pub process_env: Environment,
+    /// The current directory.
+    pub cwd: PathBuf,
+    /// The manifest and its path.
+    pub manifest: Option<(Manifest, PathBuf)>,
+    /// The backend kinds.
+    pub registry: Registry,
+}
+
+impl Session {
+    /// Loads the manifest and applies global flags.
+    pub fn load(cli: &Cli) -> Result<Self, Error> {
+        let process_env = Environment::from_process();
+        let mut env = process_env.clone();
+        let cwd = std::env::current_dir()
+            .map_err(|error| Error::io("cannot read the current directory", error))?;
+        if let Some(identity) = &cli.global.identity {
+            // Backends read the identity from the snapshot, never from
+            // hushbox's own process environment, which stays untouched.
+            env.set("HUSHBOX_IDENTITY", cwd.join(identity).into_os_string());
+        }
+        let manifest = match manifest::locate(cli.global.config.as_deref(), &env, &cwd)? {
+            Some(path) => Some((Manifest::load(&path)?, path)),
+            None => None,
+        };
+        Ok(Self {
+            env,
+            process_env,
+            cwd,
+            manifest,
+            registry: registry(),
+        })
+    }
+
+    /// Builds the plan for a command.
+    pub fn plan(&self, env_references: bool, output_dir: Option<PathBuf>, allow_disk: bool) -> Result<Plan, Error> {
+        let inputs = PlanInputs {
+            manifest: self
+                .manifest
+                .as_ref()
+                .map(|(manifest, path)| (manifest, path.as_path())),
+            cwd: &self.cwd,
+            kinds: self.registry.kinds().collect(),
+            env_references,
+            output_dir,
+            allow_disk,
+        };
+        Plan::build(&inputs, &self.env)
+    }
+
+    /// The manifest's directory, or the current directory.
+    pub fn base_dir(&self) -> &Path {
+        self.manifest
+            .as_ref()
+            .and_then(|(_, path)| path.parent())
+            .unwrap_or(&self.cwd)
+    }
+}
+
+/// A runtime for one command. Single-threaded: fetches are I/O-bound and
+/// concurrent on one thread; CPU-bound decryption goes to the blocking pool,
+/// whose threads end with the runtime, so nothing idles next to a child.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Error::io("cannot start the async runtime", error))
+}
+
+/// Runs the parsed command.
+pub fn dispatch(cli: Cli, signals: Option<crate::supervise::SignalMask>) -> Outcome {
+    let session = Session::load(&cli)?;
+    match cli.command {
+        Command::Run(args) => run::run(&session, args, signals),
+        Command::Inject(args) => inject::inject(&session, args),
+        Command::Get(args) => get::get(&session, args),
+        Command::Check(args) => check::check(&session, args),
+        Command::Store(command) => store::store(&session, command),
+        Command::Keygen(args) => keygen::keygen(&session, args),
+        Command::ExitCodes => {
+            for (code, meaning) in exit::TABLE {
+                println!("{code:>3}  {meaning}");
+            }
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Delivery to a child process: the environment it gets. Shared by `run` and
+//! `exec`, so the `_FILE` convention and variable handling cannot drift apart.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+use hushbox_core::{Environment, Error, Result};
+
+use crate::plan::Plan;
+use crate::resolve::Resolution;
+
+/// Variables that point at hushbox's own credentials. The child has no use
+/// for them, so it does not inherit them.
+pub const OWN_CREDENTIAL_VARIABLES: &[&str] = &["HUSHBOX_IDENTITY"];
+
+/// The child's complete environment: hushbox's own, without the variables
+/// that held references or pointed at hushbox's credentials, plus each
+/// secret's `env` (a file path) and `env_value` (the value itself).
+///
+/// `path_of` gives a secret file's path from its name.
+///
+/// Values with a NUL byte cannot be environment variables: that is an error
+/// naming the variable, before anything is started.
+pub fn child_environment(
+    base: &Environment,
+    plan: &Plan,
+    resolution: &Resolution,
+    path_of: impl Fn(&str) -> PathBuf,
+) -> Result<Vec<(OsString, OsString)>> {
+    let mut env: Vec<(OsString, OsString)> = base
+        .iter()
+        .filter(|(name, _)| {
+            !plan.consumed_env.contains(name.as_str())
+                && !OWN_CREDENTIAL_VARIABLES.contains(&name.as_str())
+        })
+        .map(|(name, value)| (OsString::from(name), value.clone()))
+        .collect();
+    for (secret, value) in plan.secrets.iter().zip(&resolution.values) {
+        let Some(value) = value else { continue };
+        if let Some(variable) = &secret.env_path {
+            env.push((variable.into(), path_of(&secret.name).into_os_string()));
+        }
+        if let Some(variable) = &secret.env_value {
+            if value.expose().contains(&0) {
+                return Err(Error::config(format!(
+                    "the value contains a NUL byte, which an environment variable cannot hold; deliver it as a file with `env = \"{variable}_FILE\"`"
+                ))
+                .with_subject(&secret.reference));
+            }
+            // The OS copies the environment into the child; this copy lives
+            // only until the child has been spawned.
+            env.push((variable.into(), OsString::from_vec(value.expose().to_vec())));
+        }
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+    use crate::plan::PlanInputs;
+    use hushbox_core::SecretValue;
+    use std::path::Path;
+
+    fn plan(env: &Environment) -> Plan {
+        let manifest = Manifest::parse(
+            "version = 1\n[secrets.db]\nref = \"age://db\"\nenv = \"DB_FILE\"\n[secrets.key]\nref = \"age://key\"\nenv_value = \"KEY\"\n",
+            Path::new("m"),
+        )
+        .unwrap();
+        let inputs = PlanInputs {
+            manifest: Some((&manifest, Path::new("/p/m"))),
+            cwd: Path::new("/"),
+            kinds: vec!["age"],
+            env_references: true,
+            ..Default::default()
+        };
+        Plan::build(&inputs, env).unwrap()
+    }
+
+    #[test]
+    fn files_values_and_consumed_variables() {
+        let env = Environment::from_pairs([
+            ("PATH", "/bin"),
+            ("TOKEN", "age://token"),
+            ("HUSHBOX_IDENTITY", "/k"),
+        ]);
+        let plan = plan(&env);
+        let values: Vec<_> = plan
+            .secrets
+            .iter()
+            .map(|s| Some(SecretValue::copy_from_slice(s.name.as_bytes())))
+            .collect();
+        let resolution = Resolution {
+            versions: vec![None; values.len()],
+            values,
+        };
+        let child = child_environment(&env, &plan, &resolution, |n| Path::new("/s").join(n)).unwrap();
+        let get = |k: &str| child.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("PATH"), Some("/bin".into()));
+        assert_eq!(get("DB_FILE"), Some("/s/db".into()));
+        assert_eq!(get("KEY"), Some("key".into()));
+        assert_eq!(get("TOKEN"), Some("TOKEN".into()), "the reference is replaced by the value");
+        assert_eq!(child.iter().filter(|(n, _)| n == "TOKEN").count(), 1);
+        assert_eq!(get("HUSHBOX_IDENTITY"), None);
+    }
+
+    #[test]
+    fn nul_in_an_env_value_is_an_error_without_the_value() {
+        let env = Environment::default();
+        let plan = plan(&env);
+        let values = vec![
+            Some(SecretValue::copy_from_slice(b"ok")),
+            Some(SecretValue::copy_from_slice(b"canary\0x")),
+        ];
+        let resolution = Resolution {
+            versions: vec![None, None],
+            values,
+        };
+        let error = child_environment(&env, &plan, &resolution, |n| Path::new("/s").join(n)).unwrap_err();
+        assert!(error.to_string().contains("NUL"));
+        assert!(!error.to_string().contains("canary"));
+    }
+}

@@ -1,0 +1,220 @@
+//! The serde model of `hushbox.toml`, and where to find it.
+//!
+//! Parsing is strict: unknown keys are errors with a line and column. The
+//! manifest never holds a credential: backends take theirs from files,
+//! variables or their ambient chain, and inline ones are refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hushbox_core::{Environment, Error, Result, redact_quoted};
+use serde::Deserialize;
+
+/// The file name looked for in the current directory and its ancestors.
+pub const FILE_NAME: &str = "hushbox.toml";
+
+/// `hushbox.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The manifest format version; only 1 exists.
+    pub version: u32,
+    /// Backend instances by name; the name is the scheme of their references.
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendSection>,
+    /// Where and how secret files are written.
+    #[serde(default)]
+    pub output: OutputSection,
+    /// The secrets to deliver, by name (the file name under the output dir).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSection>,
+}
+
+/// `[backends.NAME]`.
+#[derive(Debug, Deserialize)]
+pub struct BackendSection {
+    /// The backend kind: `age`, `file`, …
+    pub kind: String,
+    /// The rest of the section, checked by the backend's own factory.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+/// `[output]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// The directory secret files go into (default `/run/secrets`).
+    pub dir: Option<String>,
+    /// Owner of written files.
+    pub uid: Option<u32>,
+    /// Group of written files.
+    pub gid: Option<u32>,
+    /// Octal mode of written files, as a string (default `"0400"`).
+    pub mode: Option<String>,
+    /// Allow an output directory that is not tmpfs or ramfs.
+    #[serde(default)]
+    pub allow_disk: bool,
+}
+
+/// `[secrets.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSection {
+    /// The reference to fetch: `SCHEME://PATH[?PARAMS][#FIELD]`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// An environment variable that receives the file's path (`X_FILE`).
+    pub env: Option<String>,
+    /// An environment variable that receives the value itself (opt-in).
+    pub env_value: Option<String>,
+    /// How often to re-fetch, e.g. `"5m"` (for `--watch`).
+    pub refresh: Option<String>,
+    /// What to do when the value changes (for `--watch`).
+    pub on_change: Option<toml::Value>,
+    /// Whether a missing secret is skipped instead of failing the run.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+impl Manifest {
+    /// Parses manifest text. `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let manifest: Manifest = toml::from_str(text).map_err(|error| {
+            let place = match error.span() {
+                Some(span) => {
+                    let (line, column) = line_and_column(text, span.start);
+                    format!("{}:{line}:{column}", origin.display())
+                }
+                None => origin.display().to_string(),
+            };
+            // toml and serde quote the offending input; a mistaken value
+            // could be a secret, so quoted text is masked.
+            let message = redact_quoted(error.message().trim());
+            Error::config(message).with_subject(place)
+        })?;
+        if manifest.version != 1 {
+            return Err(Error::config(format!(
+                "manifest version {} is not supported (this hushbox reads version 1)",
+                manifest.version
+            ))
+            .with_subject(origin.display()));
+        }
+        Ok(manifest)
+    }
+
+    /// Reads and parses the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| Error::io("cannot read the manifest", error).with_subject(path.display()))?;
+        Self::parse(&text, path)
+    }
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |index| index + 1) + 1;
+    (line, column)
+}
+
+/// Finds the manifest: `--config FILE`, else `HUSHBOX_CONFIG`, else
+/// `hushbox.toml` in `cwd` or its nearest ancestor. `None` when there is none
+/// (hushbox then works from the default backend instances alone).
+pub fn locate(flag: Option<&Path>, env: &Environment, cwd: &Path) -> Result<Option<PathBuf>> {
+    let explicit = flag
+        .map(Path::to_path_buf)
+        .or_else(|| env.get_os("HUSHBOX_CONFIG").map(PathBuf::from));
+    if let Some(path) = explicit {
+        let path = if path.is_absolute() { path } else { cwd.join(path) };
+        if !path.is_file() {
+            return Err(Error::config("the manifest does not exist or is not a file")
+                .with_subject(path.display()));
+        }
+        return Ok(Some(path));
+    }
+    Ok(cwd
+        .ancestors()
+        .map(|dir| dir.join(FILE_NAME))
+        .find(|candidate| candidate.is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hushbox_core::ErrorKind;
+
+    fn parse(text: &str) -> Result<Manifest> {
+        Manifest::parse(text, Path::new("hushbox.toml"))
+    }
+
+    #[test]
+    fn full_manifest_parses() {
+        let manifest = parse(
+            r#"
+version = 1
+[backends.team]
+kind = "age"
+store = "./secrets"
+[output]
+dir = "/run/secrets"
+uid = 1000
+mode = "0440"
+[secrets.db_password]
+ref = "team://prod/db"
+env = "DB_PASSWORD_FILE"
+[secrets.api_key]
+ref = "file://api.json#key"
+env_value = "API_KEY"
+optional = true
+"#,
+        )
+        .unwrap();
+        assert_eq!(manifest.backends["team"].kind, "age");
+        assert_eq!(
+            manifest.backends["team"].settings["store"].as_str(),
+            Some("./secrets")
+        );
+        assert_eq!(manifest.output.uid, Some(1000));
+        assert!(manifest.secrets["api_key"].optional);
+        assert_eq!(manifest.secrets["db_password"].reference, "team://prod/db");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let error = parse("version = 1\n[secrets.a]\nref = \"age://a\"\nenvv = \"X\"\n").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        assert_eq!(error.subject(), Some("hushbox.toml:4:1"));
+        assert!(error.message().contains("envv"), "{error}");
+    }
+
+    #[test]
+    fn type_errors_do_not_quote_the_value() {
+        let error = parse("version = 1\n[output]\nuid = \"hunter2-canary\"\n").unwrap_err();
+        assert!(!error.to_string().contains("canary"), "{error}");
+        assert_eq!(error.subject(), Some("hushbox.toml:3:7"));
+    }
+
+    #[test]
+    fn other_versions_are_refused() {
+        assert!(parse("version = 2").unwrap_err().to_string().contains("version 2"));
+        assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn locate_walks_up_and_honours_flag_and_env() {
+        let root = tempfile::tempdir().unwrap();
+        let nested = root.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        let manifest = root.path().join(FILE_NAME);
+        std::fs::write(&manifest, "version = 1").unwrap();
+        let env = Environment::default();
+        assert_eq!(locate(None, &env, &nested).unwrap(), Some(manifest.clone()));
+        let other = root.path().join("other.toml");
+        std::fs::write(&other, "version = 1").unwrap();
+        let env_with = Environment::from_pairs([("HUSHBOX_CONFIG", other.as_os_str())]);
+        assert_eq!(locate(None, &env_with, &nested).unwrap(), Some(other.clone()));
+        let missing = locate(Some(Path::new("nope.toml")), &env, &nested).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::Config);
+    }
+}

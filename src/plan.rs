@@ -1,0 +1,620 @@
+//! The plan: manifest + flags + environment references, validated, with no
+//! I/O done yet. Everything a run will do is decided here, so it is tested
+//! here without files, servers or processes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use hushbox_core::{Environment, Error, Result, SecretRef};
+
+use crate::manifest::{Manifest, SecretSection};
+use crate::output::validate_secret_name;
+
+/// Where secret files go when neither the manifest nor a flag says.
+pub const DEFAULT_OUTPUT_DIR: &str = "/run/secrets";
+/// The mode of secret files when the manifest does not say.
+pub const DEFAULT_MODE: u32 = 0o400;
+
+/// One backend instance to build.
+#[derive(Debug, Clone)]
+pub struct BackendPlan {
+    /// The backend kind (`age`, `file`, …).
+    pub kind: String,
+    /// Its settings from the manifest (empty for a default instance).
+    pub settings: toml::Table,
+    /// Whether the manifest configures it (rather than it being a default).
+    pub configured: bool,
+}
+
+/// Where and how secret files are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPlan {
+    /// The output directory.
+    pub dir: PathBuf,
+    /// Owner of the files, if it should be set.
+    pub uid: Option<u32>,
+    /// Group of the files, if it should be set.
+    pub gid: Option<u32>,
+    /// File mode.
+    pub mode: u32,
+    /// Whether a non-memory filesystem is allowed.
+    pub allow_disk: bool,
+}
+
+/// What to do when a watched secret changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnChange {
+    /// Send this signal to the child.
+    Signal(nix::sys::signal::Signal),
+    /// Stop the child and start it again.
+    Restart,
+    /// Run this command.
+    Exec(Vec<String>),
+}
+
+/// Where a secret came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `[secrets.NAME]` in the manifest.
+    Manifest,
+    /// An environment variable whose value is a reference.
+    Environment(String),
+}
+
+/// One secret to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretPlan {
+    /// The secret's name: its file name when it is written to a file.
+    pub name: String,
+    /// What to fetch.
+    pub reference: SecretRef,
+    /// Whether it is written as a file under the output directory.
+    pub file: bool,
+    /// A variable that receives the file's path.
+    pub env_path: Option<String>,
+    /// A variable that receives the value.
+    pub env_value: Option<String>,
+    /// Whether a missing secret is skipped rather than fatal.
+    pub optional: bool,
+    /// How often `--watch` re-fetches it.
+    pub refresh: Option<Duration>,
+    /// What `--watch` does when it changes.
+    pub on_change: Option<OnChange>,
+    /// Where it was declared.
+    pub origin: Origin,
+}
+
+/// A validated plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The manifest the plan came from, if any.
+    pub manifest_path: Option<PathBuf>,
+    /// The directory relative paths are resolved against.
+    pub base_dir: PathBuf,
+    /// Backend instances, by name (= scheme).
+    pub backends: BTreeMap<String, BackendPlan>,
+    /// The output settings.
+    pub output: OutputPlan,
+    /// The secrets, manifest ones first (by name), then environment ones.
+    pub secrets: Vec<SecretPlan>,
+    /// Environment variables that held references: the child does not get
+    /// them as they were.
+    pub consumed_env: BTreeSet<String>,
+}
+
+/// What the command line adds to a plan.
+#[derive(Debug, Clone)]
+pub struct PlanInputs<'a> {
+    /// The manifest and its path, if one was found.
+    pub manifest: Option<(&'a Manifest, &'a Path)>,
+    /// The directory relative paths resolve against without a manifest.
+    pub cwd: &'a Path,
+    /// Backend kinds this build knows; each also has a default instance of
+    /// the same name.
+    pub kinds: Vec<&'static str>,
+    /// Whether environment variables holding references are resolved (`run`
+    /// and `exec`).
+    pub env_references: bool,
+    /// `--dir` on the command line.
+    pub output_dir: Option<PathBuf>,
+    /// `--allow-disk` on the command line.
+    pub allow_disk: bool,
+}
+
+impl Default for PlanInputs<'_> {
+    fn default() -> Self {
+        Self {
+            manifest: None,
+            cwd: Path::new("/"),
+            kinds: Vec::new(),
+            env_references: false,
+            output_dir: None,
+            allow_disk: false,
+        }
+    }
+}
+
+impl Plan {
+    /// Builds and validates a plan. No I/O.
+    pub fn build(inputs: &PlanInputs<'_>, env: &Environment) -> Result<Plan> {
+        let (manifest, manifest_path) = match inputs.manifest {
+            Some((manifest, path)) => (Some(manifest), Some(path)),
+            None => (None, None),
+        };
+        let base_dir = manifest_path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| inputs.cwd.to_path_buf());
+
+        let mut backends = BTreeMap::new();
+        for kind in &inputs.kinds {
+            backends.insert(
+                (*kind).to_owned(),
+                BackendPlan {
+                    kind: (*kind).to_owned(),
+                    settings: toml::Table::new(),
+                    configured: false,
+                },
+            );
+        }
+        if let Some(manifest) = manifest {
+            for (name, section) in &manifest.backends {
+                if SecretRef::new(name, "x").is_err() {
+                    return Err(Error::config(
+                        "a backend name is used as a reference scheme: lower-case letters, digits, +, ., -, _, starting with a letter",
+                    )
+                    .with_subject(format!("[backends.{name}]")));
+                }
+                backends.insert(
+                    name.clone(),
+                    BackendPlan {
+                        kind: section.kind.clone(),
+                        settings: section.settings.clone(),
+                        configured: true,
+                    },
+                );
+            }
+        }
+
+        let output = output_plan(manifest, inputs)?;
+        let mut secrets = Vec::new();
+        if let Some(manifest) = manifest {
+            for (name, section) in &manifest.secrets {
+                secrets.push(
+                    manifest_secret(name, section, &backends)
+                        .map_err(|error| error.with_subject(format!("[secrets.{name}]")))?,
+                );
+            }
+        }
+        let mut consumed_env = BTreeSet::new();
+        if inputs.env_references {
+            environment_secrets(env, &backends, &mut secrets, &mut consumed_env)?;
+        }
+        check_conflicts(&secrets, env)?;
+        Ok(Plan {
+            manifest_path: manifest_path.map(Path::to_path_buf),
+            base_dir,
+            backends,
+            output,
+            secrets,
+            consumed_env,
+        })
+    }
+
+    /// The secrets that are written as files.
+    pub fn file_secrets(&self) -> impl Iterator<Item = &SecretPlan> {
+        self.secrets.iter().filter(|secret| secret.file)
+    }
+}
+
+fn output_plan(manifest: Option<&Manifest>, inputs: &PlanInputs<'_>) -> Result<OutputPlan> {
+    let section = manifest.map(|manifest| &manifest.output);
+    let dir = match (&inputs.output_dir, section.and_then(|s| s.dir.as_ref())) {
+        (Some(flag), _) => flag.clone(),
+        (None, Some(dir)) => PathBuf::from(dir),
+        (None, None) => PathBuf::from(DEFAULT_OUTPUT_DIR),
+    };
+    let mode = match section.and_then(|s| s.mode.as_deref()) {
+        None => DEFAULT_MODE,
+        Some(text) => parse_mode(text).map_err(|error| error.with_subject("[output].mode"))?,
+    };
+    Ok(OutputPlan {
+        dir,
+        uid: section.and_then(|s| s.uid),
+        gid: section.and_then(|s| s.gid),
+        mode,
+        allow_disk: inputs.allow_disk || section.is_some_and(|s| s.allow_disk),
+    })
+}
+
+/// Parses an octal file mode such as `"0400"`. Modes that let group or
+/// others write are refused: nobody but hushbox should change a secret file.
+pub fn parse_mode(text: &str) -> Result<u32> {
+    let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| Error::config(format!("`{text}` is not an octal file mode like \"0400\"")))?;
+    if mode & 0o022 != 0 {
+        return Err(Error::config(format!(
+            "mode {text} lets group or others write secret files; use a mode like \"0400\" or \"0440\""
+        )));
+    }
+    Ok(mode)
+}
+
+fn parse_reference(text: &str, backends: &BTreeMap<String, BackendPlan>) -> Result<SecretRef> {
+    let reference: SecretRef = text.parse()?;
+    if !backends.contains_key(reference.scheme()) {
+        let known: Vec<&str> = backends.keys().map(String::as_str).collect();
+        return Err(Error::config(format!(
+            "no backend is named `{}` (known: {})",
+            reference.scheme(),
+            known.join(", ")
+        ))
+        .with_subject(&reference));
+    }
+    Ok(reference)
+}
+
+fn manifest_secret(
+    name: &str,
+    section: &SecretSection,
+    backends: &BTreeMap<String, BackendPlan>,
+) -> Result<SecretPlan> {
+    validate_secret_name(name)?;
+    for variable in [&section.env, &section.env_value].into_iter().flatten() {
+        validate_variable_name(variable)?;
+    }
+    Ok(SecretPlan {
+        name: name.to_owned(),
+        reference: parse_reference(&section.reference, backends)?,
+        file: true,
+        env_path: section.env.clone(),
+        env_value: section.env_value.clone(),
+        optional: section.optional,
+        refresh: section
+            .refresh
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?,
+        on_change: section.on_change.as_ref().map(parse_on_change).transpose()?,
+        origin: Origin::Manifest,
+    })
+}
+
+fn environment_secrets(
+    env: &Environment,
+    backends: &BTreeMap<String, BackendPlan>,
+    secrets: &mut Vec<SecretPlan>,
+    consumed: &mut BTreeSet<String>,
+) -> Result<()> {
+    for (variable, value) in env.iter() {
+        let Some(text) = value.to_str() else { continue };
+        if !SecretRef::looks_like_reference(text) {
+            continue;
+        }
+        let scheme = text.split_once("://").map_or("", |(scheme, _)| scheme);
+        // Only a scheme hushbox serves makes a variable a reference; an
+        // `https://` URL in the environment is left alone.
+        if !backends.contains_key(scheme) {
+            continue;
+        }
+        let reference =
+            parse_reference(text, backends).map_err(|error| error.with_subject(format!("${variable}")))?;
+        consumed.insert(variable.clone());
+        let base = variable.strip_suffix("_FILE").filter(|base| !base.is_empty());
+        let plan = match base {
+            Some(base) => {
+                if env.get_os(base).is_some() {
+                    return Err(Error::config(format!(
+                        "both {base} and {variable} are set; set only one (the _FILE convention)"
+                    )));
+                }
+                let name = base.to_ascii_lowercase();
+                validate_secret_name(&name)
+                    .map_err(|error| error.with_subject(format!("${variable}")))?;
+                SecretPlan {
+                    name,
+                    reference,
+                    file: true,
+                    env_path: Some(variable.clone()),
+                    env_value: None,
+                    optional: false,
+                    refresh: None,
+                    on_change: None,
+                    origin: Origin::Environment(variable.clone()),
+                }
+            }
+            None => SecretPlan {
+                name: variable.clone(),
+                reference,
+                file: false,
+                env_path: None,
+                env_value: Some(variable.clone()),
+                optional: false,
+                refresh: None,
+                on_change: None,
+                origin: Origin::Environment(variable.clone()),
+            },
+        };
+        secrets.push(plan);
+    }
+    Ok(())
+}
+
+fn check_conflicts(secrets: &[SecretPlan], env: &Environment) -> Result<()> {
+    let mut files = BTreeSet::new();
+    let mut variables = BTreeSet::new();
+    for secret in secrets {
+        let describe = || match &secret.origin {
+            Origin::Manifest => format!("[secrets.{}]", secret.name),
+            Origin::Environment(variable) => format!("${variable}"),
+        };
+        if secret.file && !files.insert(secret.name.as_str()) {
+            return Err(Error::config(format!(
+                "two secrets would be written to the same file `{}`",
+                secret.name
+            ))
+            .with_subject(describe()));
+        }
+        for variable in [&secret.env_path, &secret.env_value].into_iter().flatten() {
+            if !variables.insert(variable.as_str()) {
+                return Err(Error::config(format!(
+                    "two secrets set the same variable {variable}"
+                ))
+                .with_subject(describe()));
+            }
+        }
+        if secret.origin == Origin::Manifest {
+            if let Some(base) = secret.env_path.as_deref().and_then(|v| v.strip_suffix("_FILE")) {
+                if env.get_os(base).is_some() {
+                    return Err(Error::config(format!(
+                        "{base} is set in the environment while this secret sets {base}_FILE; unset {base} (the _FILE convention allows only one)"
+                    ))
+                    .with_subject(describe()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_variable_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::config(format!(
+            "`{name}` is not a valid environment variable name"
+        )))
+    }
+}
+
+/// Parses `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"1d"`.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let invalid = || Error::config(format!("`{text}` is not a duration like \"30s\", \"5m\" or \"1h\""));
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        "h" => Duration::from_secs(number * 3600),
+        "d" => Duration::from_secs(number * 86_400),
+        _ => return Err(invalid()),
+    };
+    if duration.is_zero() {
+        return Err(invalid());
+    }
+    Ok(duration)
+}
+
+fn parse_on_change(value: &toml::Value) -> Result<OnChange> {
+    let invalid = || {
+        Error::config(
+            "on_change takes \"signal:SIGHUP\", \"restart\" or { exec = [\"cmd\", \"arg\"] }",
+        )
+    };
+    match value {
+        toml::Value::String(text) if text == "restart" => Ok(OnChange::Restart),
+        toml::Value::String(text) => {
+            let name = text.strip_prefix("signal:").ok_or_else(invalid)?;
+            let full = if name.starts_with("SIG") {
+                name.to_owned()
+            } else {
+                format!("SIG{name}")
+            };
+            nix::sys::signal::Signal::from_str(&full)
+                .map(OnChange::Signal)
+                .map_err(|_| Error::config(format!("`{name}` is not a signal name")))
+        }
+        toml::Value::Table(table) => {
+            if table.len() != 1 {
+                return Err(invalid());
+            }
+            let command: Vec<String> = table
+                .get("exec")
+                .and_then(toml::Value::as_array)
+                .ok_or_else(invalid)?
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(invalid)?;
+            if command.is_empty() {
+                return Err(invalid());
+            }
+            Ok(OnChange::Exec(command))
+        }
+        _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hushbox_core::ErrorKind;
+
+    fn plan_with(manifest: &str, env: &[(&str, &str)], env_references: bool) -> Result<Plan> {
+        let manifest = Manifest::parse(manifest, Path::new("/p/hushbox.toml"))?;
+        let inputs = PlanInputs {
+            manifest: Some((&manifest, Path::new("/p/hushbox.toml"))),
+            cwd: Path::new("/cwd"),
+            kinds: vec!["age", "file"],
+            env_references,
+            output_dir: None,
+            allow_disk: false,
+        };
+        Plan::build(&inputs, &Environment::from_pairs(env.iter().copied()))
+    }
+
+    #[test]
+    fn manifest_secrets_and_defaults() {
+        let plan = plan_with(
+            "version = 1\n[backends.team]\nkind = \"age\"\n[secrets.db]\nref = \"team://prod/db\"\nenv = \"DB_FILE\"\nrefresh = \"5m\"\non_change = \"signal:HUP\"\n",
+            &[],
+            false,
+        )
+        .unwrap();
+        assert_eq!(plan.base_dir, Path::new("/p"));
+        assert_eq!(plan.output.dir, Path::new(DEFAULT_OUTPUT_DIR));
+        assert_eq!(plan.output.mode, 0o400);
+        assert!(plan.backends.contains_key("age") && plan.backends.contains_key("team"));
+        let db = &plan.secrets[0];
+        assert_eq!(db.env_path.as_deref(), Some("DB_FILE"));
+        assert_eq!(db.refresh, Some(Duration::from_secs(300)));
+        assert_eq!(
+            db.on_change,
+            Some(OnChange::Signal(nix::sys::signal::Signal::SIGHUP))
+        );
+    }
+
+    #[test]
+    fn environment_references_become_values_and_files() {
+        let plan = plan_with(
+            "version = 1",
+            &[
+                ("API_KEY", "age://prod/api"),
+                ("DB_PASSWORD_FILE", "age://prod/db#password"),
+                ("HOMEPAGE", "https://example.org"),
+                ("PLAIN", "value"),
+            ],
+            true,
+        )
+        .unwrap();
+        assert_eq!(plan.secrets.len(), 2);
+        let api = plan.secrets.iter().find(|s| s.name == "API_KEY").unwrap();
+        assert!(!api.file);
+        assert_eq!(api.env_value.as_deref(), Some("API_KEY"));
+        let db = plan.secrets.iter().find(|s| s.name == "db_password").unwrap();
+        assert!(db.file);
+        assert_eq!(db.env_path.as_deref(), Some("DB_PASSWORD_FILE"));
+        assert_eq!(
+            plan.consumed_env,
+            BTreeSet::from(["API_KEY".to_owned(), "DB_PASSWORD_FILE".to_owned()])
+        );
+        // Not resolved for commands that don't start a child.
+        assert!(plan_with("version = 1", &[("API_KEY", "age://x")], false)
+            .unwrap()
+            .secrets
+            .is_empty());
+    }
+
+    #[test]
+    fn x_and_x_file_together_are_refused() {
+        let error = plan_with(
+            "version = 1",
+            &[("DB", "plain"), ("DB_FILE", "age://prod/db")],
+            true,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("both DB and DB_FILE"), "{error}");
+        let error = plan_with(
+            "version = 1\n[secrets.db]\nref = \"age://db\"\nenv = \"DB_FILE\"\n",
+            &[("DB", "plain")],
+            false,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("unset DB"), "{error}");
+    }
+
+    #[test]
+    fn bad_manifests_are_refused_with_config_errors() {
+        let cases = [
+            ("version = 1\n[secrets.\"../x\"]\nref = \"age://a\"\n", "../x"),
+            ("version = 1\n[secrets.\"a/b\"]\nref = \"age://a\"\n", "a/b"),
+            ("version = 1\n[secrets.\".hidden\"]\nref = \"age://a\"\n", ".hidden"),
+            ("version = 1\n[secrets.\"\"]\nref = \"age://a\"\n", "[secrets.]"),
+            ("version = 1\n[secrets.a]\nref = \"nope\"\n", "invalid reference"),
+            ("version = 1\n[secrets.a]\nref = \"vaultx://a\"\n", "no backend is named `vaultx`"),
+            ("version = 1\n[secrets.a]\nref = \"age://a\"\nenv = \"1X\"\n", "not a valid environment variable"),
+            ("version = 1\n[secrets.a]\nref = \"age://a\"\nrefresh = \"soon\"\n", "not a duration"),
+            ("version = 1\n[secrets.a]\nref = \"age://a\"\non_change = \"signal:NOPE\"\n", "not a signal"),
+            ("version = 1\n[output]\nmode = \"0666\"\n", "lets group or others write"),
+            ("version = 1\n[output]\nmode = \"banana\"\n", "not an octal file mode"),
+            ("version = 1\n[secrets.a]\nref = \"age://a\"\nenv = \"X\"\n[secrets.b]\nref = \"age://b\"\nenv = \"X\"\n", "same variable X"),
+            ("version = 1\n[backends.Bad]\nkind = \"age\"\n", "[backends.Bad]"),
+        ];
+        for (manifest, expected) in cases {
+            let error = plan_with(manifest, &[], true).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{manifest}");
+            assert!(error.to_string().contains(expected), "{manifest}: {error}");
+        }
+        let nul = Manifest::parse("version = 1\n[secrets.\"a\\u0000\"]\nref = \"age://a\"\n", Path::new("m"));
+        let error = match nul {
+            Ok(manifest) => {
+                let inputs = PlanInputs {
+                    manifest: Some((&manifest, Path::new("m"))),
+                    cwd: Path::new("/"),
+                    kinds: vec!["age"],
+                    ..Default::default()
+                };
+                Plan::build(&inputs, &Environment::default()).unwrap_err()
+            }
+            Err(error) => error,
+        };
+        assert_eq!(error.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn env_file_name_colliding_with_manifest_secret_is_refused() {
+        let error = plan_with(
+            "version = 1\n[secrets.db]\nref = \"age://db\"\n",
+            &[("DB_FILE", "age://other")],
+            true,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("same file `db`"), "{error}");
+    }
+
+    #[test]
+    fn flags_override_the_manifest_output() {
+        let manifest = Manifest::parse("version = 1\n[output]\ndir = \"/m\"\n", Path::new("m")).unwrap();
+        let inputs = PlanInputs {
+            manifest: Some((&manifest, Path::new("/p/m"))),
+            cwd: Path::new("/"),
+            kinds: vec!["age"],
+            output_dir: Some(PathBuf::from("/flag")),
+            allow_disk: true,
+            ..Default::default()
+        };
+        let plan = Plan::build(&inputs, &Environment::default()).unwrap();
+        assert_eq!(plan.output.dir, Path::new("/flag"));
+        assert!(plan.output.allow_disk);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        for bad in ["", "5", "m", "0s", "-1s", "5 m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The resolver: builds the backend instances a plan needs, fetches every
+//! distinct location once (concurrently, through each backend's batch path),
+//! and selects each secret's field. It fails closed: any required secret that
+//! cannot be had fails the whole resolution, and every failure is reported.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use hushbox_core::{
+    Backend, BackendContext, Document, Environment, Error, ErrorKind, Registry, SecretRef,
+    SecretValue,
+};
+use tracing::{debug, warn};
+
+use crate::plan::Plan;
+
+/// The backend instances of a plan, by name.
+#[derive(Debug, Default)]
+pub struct Backends {
+    instances: BTreeMap<String, Arc<dyn Backend>>,
+}
+
+impl Backends {
+    /// Builds the instances the plan's secrets use, plus every instance the
+    /// manifest configures (so `check` validates their settings). Factories
+    /// do no I/O; credentials are loaded on first use.
+    pub fn build(plan: &Plan, registry: &Registry, env: &Environment) -> hushbox_core::Result<Self> {
+        let mut wanted: Vec<&str> = plan
+            .secrets
+            .iter()
+            .map(|secret| secret.reference.scheme())
+            .collect();
+        wanted.extend(
+            plan.backends
+                .iter()
+                .filter(|(_, backend)| backend.configured)
+                .map(|(name, _)| name.as_str()),
+        );
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut instances = BTreeMap::new();
+        for name in wanted {
+            let backend = plan.backends.get(name).ok_or_else(|| {
+                Error::config(format!("no backend is named `{name}`"))
+            })?;
+            let instance = build_one(registry, name, &backend.kind, backend.settings.clone(), &plan.base_dir, env)?;
+            instances.insert(name.to_owned(), instance);
+        }
+        Ok(Self { instances })
+    }
+
+    /// The instance serving `scheme`.
+    pub fn get(&self, scheme: &str) -> Option<&Arc<dyn Backend>> {
+        self.instances.get(scheme)
+    }
+
+    /// All built instances.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<dyn Backend>)> {
+        self.instances.iter()
+    }
+}
+
+/// Builds one instance through the registry.
+pub fn build_one(
+    registry: &Registry,
+    name: &str,
+    kind: &str,
+    settings: toml::Table,
+    base_dir: &Path,
+    env: &Environment,
+) -> hushbox_core::Result<Arc<dyn Backend>> {
+    let context = BackendContext {
+        name,
+        base_dir,
+        env,
+    };
+    registry.build(kind, &context, settings)
+}
+
+/// The outcome of resolving a plan: one value per secret of the plan, in the
+/// plan's order (`None` for an optional secret that does not exist).
+#[derive(Debug)]
+pub struct Resolution {
+    /// Values aligned with `Plan::secrets`.
+    pub values: Vec<Option<SecretValue>>,
+    /// The backend's version of each secret's document, when it reports one.
+    pub versions: Vec<Option<String>>,
+}
+
+/// Every error that stopped a resolution, in plan order.
+#[derive(Debug)]
+pub struct ResolveFailure {
+    /// The errors; never empty.
+    pub errors: Vec<Error>,
+}
+
+impl ResolveFailure {
+    /// The kind that decides the exit code: the first error's.
+    pub fn kind(&self) -> ErrorKind {
+        self.errors[0].kind()
+    }
+}
+
+/// Fetches every secret of `plan`. One fetch per distinct location.
+pub async fn resolve(plan: &Plan, backends: &Backends) -> Result<Resolution, ResolveFailure> {
+    // Group distinct locations by backend, so each backend sees one batch.
+    let mut batches: BTreeMap<&str, Vec<SecretRef>> = BTreeMap::new();
+    for secret in &plan.secrets {
+        let location = secret.reference.location();
+        let batch = batches.entry(secret.reference.scheme()).or_default();
+        if !batch.contains(&location) {
+            batch.push(location);
+        }
+    }
+    let fetches = batches.iter().map(|(scheme, locations)| async move {
+        let Some(backend) = backends.get(scheme) else {
+            return locations
+                .iter()
+                .map(|_| Err(Error::config(format!("no backend is named `{scheme}`"))))
+                .collect();
+        };
+        debug!(backend = %scheme, count = locations.len(), "fetching");
+        backend.fetch_many(locations).await
+    });
+    let results: Vec<Vec<hushbox_core::Result<Document>>> = futures::future::join_all(fetches).await;
+    let mut documents: BTreeMap<SecretRef, hushbox_core::Result<Document>> = BTreeMap::new();
+    for ((_, locations), results) in batches.iter().zip(results) {
+        for (location, result) in locations.iter().zip(results) {
+            documents.insert(location.clone(), result.map_err(|error| error.with_subject(location)));
+        }
+    }
+
+    let mut values = Vec::with_capacity(plan.secrets.len());
+    let mut versions = Vec::with_capacity(plan.secrets.len());
+    let mut errors = Vec::new();
+    for secret in &plan.secrets {
+        let selected = match &documents[&secret.reference.location()] {
+            Ok(document) => document
+                .select(&secret.reference)
+                .map(|value| (value, document.version.clone())),
+            Err(error) => Err(Error::new(error.kind(), error.message().to_owned())
+                .with_subject(error.subject().unwrap_or_default())),
+        };
+        match selected {
+            Ok((value, version)) => {
+                values.push(Some(value));
+                versions.push(version);
+            }
+            Err(error) if secret.optional && error.kind() == ErrorKind::NotFound => {
+                warn!(secret = %secret.name, reference = %secret.reference, "optional secret not found; skipped");
+                values.push(None);
+                versions.push(None);
+            }
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Resolution { values, versions })
+    } else {
+        Err(ResolveFailure { errors })
+    }
+}
