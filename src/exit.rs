@@ -20,7 +20,7 @@ pub const DATA: u8 = 65;
 pub const NOT_FOUND: u8 = 66;
 /// A backend could not be reached; trying again later may help.
 pub const UNAVAILABLE: u8 = 69;
-/// Reading or writing local files failed (including a refused output dir).
+/// Reading or writing local files failed.
 pub const IO: u8 = 74;
 /// Authentication failed or access was denied.
 pub const PERMISSION: u8 = 77;
@@ -52,9 +52,9 @@ pub const TABLE: &[(u8, &str)] = &[
     (DATA, "a secret is undecryptable, tampered with, malformed or too large"),
     (NOT_FOUND, "a required secret, field or version does not exist"),
     (UNAVAILABLE, "a backend is unavailable (retrying may help)"),
-    (IO, "local I/O failed, or the output directory was refused"),
+    (IO, "local I/O failed"),
     (PERMISSION, "authentication failed or access was denied"),
-    (CONFIG, "the manifest, a reference, a flag or the environment is wrong"),
+    (CONFIG, "the manifest, a reference, a flag, the environment or the output directory is wrong"),
     (NOT_EXECUTABLE, "exec/run: the command cannot be executed"),
     (COMMAND_NOT_FOUND, "exec/run: the command was not found"),
 ];

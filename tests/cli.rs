@@ -208,7 +208,7 @@ fn run_gives_files_values_and_env_references_and_cleans_up() {
         .unwrap();
     assert!(!Path::new(path).exists(), "{path} outlived the run");
     assert!(
-        !Path::new(path).parent().unwrap().parent().unwrap().exists(),
+        !Path::new(path).parent().unwrap().exists(),
         "the run directory outlived the run"
     );
 }
@@ -313,8 +313,8 @@ fn inject_refuses_a_disk_directory_unless_allowed() {
     let disk = project.path("out");
     std::fs::create_dir(&disk).unwrap();
     let output = project.run(&["inject", "--dir", disk.to_str().unwrap()], None);
-    assert_eq!(code(&output), 74, "{}", stderr(&output));
-    assert!(stderr(&output).contains("allow"), "{}", stderr(&output));
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    assert!(stderr(&output).contains("--allow-disk"), "{}", stderr(&output));
     project.ok(&["inject", "--dir", disk.to_str().unwrap(), "--allow-disk"], None);
 }
 
