@@ -118,7 +118,14 @@ fn read_ciphertext(store: &Path, path: &str, limit: usize) -> Result<Vec<u8>, Ag
     let file_path = secret_file(store, path);
     let mut file = match File::open(&file_path) {
         Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+        // A path through a regular file (`a` existing as a file, asking for
+        // `a/b`) is as missing as any other.
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Err(AgeError::NotFound {
                 store_missing: !store.is_dir(),
                 file: file_path,
@@ -141,7 +148,7 @@ fn read_ciphertext(store: &Path, path: &str, limit: usize) -> Result<Vec<u8>, Ag
     }
     let mut ciphertext = Vec::with_capacity(length as usize);
     (&mut file)
-        .take(ceiling as u64 + 1)
+        .take((ceiling as u64).saturating_add(1))
         .read_to_end(&mut ciphertext)
         .map_err(|source| AgeError::io(format!("cannot read {}", file_path.display()), source))?;
     if ciphertext.len() > ceiling {

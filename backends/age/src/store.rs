@@ -177,7 +177,12 @@ pub(crate) fn remove(store: &Path, path: &str) -> Result<(), AgeError> {
     let file = secret_file(store, path);
     match fs::remove_file(&file) {
         Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Err(AgeError::NotFound {
                 store_missing: !store.is_dir(),
                 file,

@@ -338,3 +338,44 @@ async fn debug_lists_paths_only() {
     );
     assert!(!text.contains("AGE-SECRET-KEY"), "{text}");
 }
+
+#[test]
+fn group_readable_identity_files_draw_a_warning_without_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("identity.txt");
+    let (text, recipient) = generate_identity();
+    write_identity_file(&path, &text).unwrap();
+
+    let (result, logs) =
+        hushbox_testkit::capture_logs(|| hushbox_age::recipient_of_identity_file(&path));
+    assert_eq!(result.unwrap(), std::slice::from_ref(&recipient));
+    assert!(
+        !logs.contains("chmod"),
+        "a 0600 file drew a warning: {logs}"
+    );
+
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let (result, logs) =
+        hushbox_testkit::capture_logs(|| hushbox_age::recipient_of_identity_file(&path));
+    assert_eq!(result.unwrap(), [recipient]);
+    assert!(
+        logs.contains("chmod 600") && logs.contains("0644"),
+        "{logs}"
+    );
+    assert!(!logs.contains("AGE-SECRET-KEY"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_path_through_a_plain_file_is_not_found() {
+    let fixture = Fixture::new();
+    fs::write(fixture.store.join("plain"), b"not a directory").unwrap();
+    let backend = fixture.backend();
+    assert_eq!(
+        fetch_kind(&backend, "plain/below").await.0,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        backend.delete("plain/below").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
