@@ -1,1 +1,55 @@
 //! The output writer: generations of secret files, committed atomically.
+//!
+//! - [`GenerationWriter`] writes one complete, consistent set of files per
+//!   commit into an output directory, on kubelet's `AtomicWriter` model
+//!   (generation directory + `..data` symlink swap), with fsync.
+//! - [`validate_secret_name`] decides which names may become files.
+//! - [`is_memory_filesystem`] is the tmpfs/ramfs check behind the
+//!   "no secrets on disk" invariant.
+//! - [`RunDir`] is the private per-run directory of `hushbox run`.
+
+mod dirops;
+mod fs_check;
+mod names;
+mod run_dir;
+mod writer;
+
+use std::path::PathBuf;
+
+pub use fs_check::is_memory_filesystem;
+pub use names::validate_secret_name;
+pub use run_dir::RunDir;
+pub use writer::GenerationWriter;
+
+/// Where and how [`GenerationWriter`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputOptions {
+    /// The output directory (`/run/secrets`). Created if missing (mode 0755);
+    /// must not be a symlink.
+    pub dir: PathBuf,
+    /// Owner of written files and generation directories (needs root or
+    /// `CAP_CHOWN`); `None` keeps the writing process's uid.
+    pub uid: Option<u32>,
+    /// Group of written files and generation directories; `None` keeps the
+    /// default group.
+    pub gid: Option<u32>,
+    /// Permission bits of every secret file, e.g. `0o400`; bits outside
+    /// `0o777` are refused.
+    pub mode: u32,
+    /// Allows an output directory that is not on tmpfs or ramfs. Skips only
+    /// that check.
+    pub allow_disk: bool,
+}
+
+/// What [`GenerationWriter::commit`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Commit {
+    /// The current generation already holds exactly these files: nothing was
+    /// written, and no hook should fire.
+    Unchanged,
+    /// A new generation was committed.
+    Written {
+        /// The new generation directory's name (`..YYYY_MM_DD_HH_MM_SS.<random>`).
+        generation: String,
+    },
+}
