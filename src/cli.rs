@@ -176,7 +176,9 @@ mod tests {
     #[test]
     fn run_takes_everything_after_the_double_dash() {
         let cli = Cli::try_parse_from(["hushbox", "run", "--", "sh", "-c", "echo --x"]).unwrap();
-        let Command::Run(run) = cli.command else { panic!("not run") };
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(run.command, ["sh", "-c", "echo --x"]);
     }
 

@@ -97,12 +97,17 @@ mod tests {
             versions: vec![None; values.len()],
             values,
         };
-        let child = child_environment(&env, &plan, &resolution, |n| Path::new("/s").join(n)).unwrap();
+        let child =
+            child_environment(&env, &plan, &resolution, |n| Path::new("/s").join(n)).unwrap();
         let get = |k: &str| child.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("PATH"), Some("/bin".into()));
         assert_eq!(get("DB_FILE"), Some("/s/db".into()));
         assert_eq!(get("KEY"), Some("key".into()));
-        assert_eq!(get("TOKEN"), Some("TOKEN".into()), "the reference is replaced by the value");
+        assert_eq!(
+            get("TOKEN"),
+            Some("TOKEN".into()),
+            "the reference is replaced by the value"
+        );
         assert_eq!(child.iter().filter(|(n, _)| n == "TOKEN").count(), 1);
         assert_eq!(get("HUSHBOX_IDENTITY"), None);
     }
@@ -119,7 +124,8 @@ mod tests {
             versions: vec![None, None],
             values,
         };
-        let error = child_environment(&env, &plan, &resolution, |n| Path::new("/s").join(n)).unwrap_err();
+        let error =
+            child_environment(&env, &plan, &resolution, |n| Path::new("/s").join(n)).unwrap_err();
         assert!(error.to_string().contains("NUL"));
         assert!(!error.to_string().contains("canary"));
     }

@@ -49,12 +49,21 @@ pub const TABLE: &[(u8, &str)] = &[
     (OK, "success"),
     (FAILURE, "internal error"),
     (USAGE, "usage error (bad flags or arguments)"),
-    (DATA, "a secret is undecryptable, tampered with, malformed or too large"),
-    (NOT_FOUND, "a required secret, field or version does not exist"),
+    (
+        DATA,
+        "a secret is undecryptable, tampered with, malformed or too large",
+    ),
+    (
+        NOT_FOUND,
+        "a required secret, field or version does not exist",
+    ),
     (UNAVAILABLE, "a backend is unavailable (retrying may help)"),
     (IO, "local I/O failed"),
     (PERMISSION, "authentication failed or access was denied"),
-    (CONFIG, "the manifest, a reference, a flag, the environment or the output directory is wrong"),
+    (
+        CONFIG,
+        "the manifest, a reference, a flag, the environment or the output directory is wrong",
+    ),
     (NOT_EXECUTABLE, "exec/run: the command cannot be executed"),
     (COMMAND_NOT_FOUND, "exec/run: the command was not found"),
 ];

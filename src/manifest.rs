@@ -105,8 +105,9 @@ impl Manifest {
 
     /// Reads and parses the manifest at `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| Error::io("cannot read the manifest", error).with_subject(path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            Error::io("cannot read the manifest", error).with_subject(path.display())
+        })?;
         Self::parse(&text, path)
     }
 }
@@ -126,10 +127,16 @@ pub fn locate(flag: Option<&Path>, env: &Environment, cwd: &Path) -> Result<Opti
         .map(Path::to_path_buf)
         .or_else(|| env.get_os("HUSHBOX_CONFIG").map(PathBuf::from));
     if let Some(path) = explicit {
-        let path = if path.is_absolute() { path } else { cwd.join(path) };
+        let path = if path.is_absolute() {
+            path
+        } else {
+            cwd.join(path)
+        };
         if !path.is_file() {
-            return Err(Error::config("the manifest does not exist or is not a file")
-                .with_subject(path.display()));
+            return Err(
+                Error::config("the manifest does not exist or is not a file")
+                    .with_subject(path.display()),
+            );
         }
         return Ok(Some(path));
     }
@@ -182,7 +189,8 @@ optional = true
 
     #[test]
     fn unknown_key_names_line_and_column() {
-        let error = parse("version = 1\n[secrets.a]\nref = \"age://a\"\nenvv = \"X\"\n").unwrap_err();
+        let error =
+            parse("version = 1\n[secrets.a]\nref = \"age://a\"\nenvv = \"X\"\n").unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Config);
         assert_eq!(error.subject(), Some("hushbox.toml:4:1"));
         assert!(error.message().contains("envv"), "{error}");
@@ -197,7 +205,12 @@ optional = true
 
     #[test]
     fn other_versions_are_refused() {
-        assert!(parse("version = 2").unwrap_err().to_string().contains("version 2"));
+        assert!(
+            parse("version = 2")
+                .unwrap_err()
+                .to_string()
+                .contains("version 2")
+        );
         assert!(parse("").is_err());
     }
 
@@ -213,7 +226,10 @@ optional = true
         let other = root.path().join("other.toml");
         std::fs::write(&other, "version = 1").unwrap();
         let env_with = Environment::from_pairs([("HUSHBOX_CONFIG", other.as_os_str())]);
-        assert_eq!(locate(None, &env_with, &nested).unwrap(), Some(other.clone()));
+        assert_eq!(
+            locate(None, &env_with, &nested).unwrap(),
+            Some(other.clone())
+        );
         let missing = locate(Some(Path::new("nope.toml")), &env, &nested).unwrap_err();
         assert_eq!(missing.kind(), ErrorKind::Config);
     }

@@ -235,7 +235,9 @@ pub fn parse_mode(text: &str) -> Result<u32> {
     let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
         .filter(|mode| *mode <= 0o777)
-        .ok_or_else(|| Error::config(format!("`{text}` is not an octal file mode like \"0400\"")))?;
+        .ok_or_else(|| {
+            Error::config(format!("`{text}` is not an octal file mode like \"0400\""))
+        })?;
     if mode & 0o022 != 0 {
         return Err(Error::config(format!(
             "mode {text} lets group or others write secret files; use a mode like \"0400\" or \"0440\""
@@ -274,12 +276,12 @@ fn manifest_secret(
         env_path: section.env.clone(),
         env_value: section.env_value.clone(),
         optional: section.optional,
-        refresh: section
-            .refresh
-            .as_deref()
-            .map(parse_duration)
+        refresh: section.refresh.as_deref().map(parse_duration).transpose()?,
+        on_change: section
+            .on_change
+            .as_ref()
+            .map(parse_on_change)
             .transpose()?,
-        on_change: section.on_change.as_ref().map(parse_on_change).transpose()?,
         origin: Origin::Manifest,
     })
 }
@@ -301,10 +303,12 @@ fn environment_secrets(
         if !backends.contains_key(scheme) {
             continue;
         }
-        let reference =
-            parse_reference(text, backends).map_err(|error| error.with_subject(format!("${variable}")))?;
+        let reference = parse_reference(text, backends)
+            .map_err(|error| error.with_subject(format!("${variable}")))?;
         consumed.insert(variable.clone());
-        let base = variable.strip_suffix("_FILE").filter(|base| !base.is_empty());
+        let base = variable
+            .strip_suffix("_FILE")
+            .filter(|base| !base.is_empty());
         let plan = match base {
             Some(base) => {
                 if env.get_os(base).is_some() {
@@ -361,21 +365,24 @@ fn check_conflicts(secrets: &[SecretPlan], env: &Environment) -> Result<()> {
         }
         for variable in [&secret.env_path, &secret.env_value].into_iter().flatten() {
             if !variables.insert(variable.as_str()) {
-                return Err(Error::config(format!(
-                    "two secrets set the same variable {variable}"
-                ))
-                .with_subject(describe()));
+                return Err(
+                    Error::config(format!("two secrets set the same variable {variable}"))
+                        .with_subject(describe()),
+                );
             }
         }
-        if secret.origin == Origin::Manifest {
-            if let Some(base) = secret.env_path.as_deref().and_then(|v| v.strip_suffix("_FILE")) {
-                if env.get_os(base).is_some() {
-                    return Err(Error::config(format!(
-                        "{base} is set in the environment while this secret sets {base}_FILE; unset {base} (the _FILE convention allows only one)"
-                    ))
-                    .with_subject(describe()));
-                }
-            }
+        let manifest_file_variable = secret
+            .env_path
+            .as_deref()
+            .filter(|_| secret.origin == Origin::Manifest)
+            .and_then(|variable| variable.strip_suffix("_FILE"));
+        if let Some(base) = manifest_file_variable
+            && env.get_os(base).is_some()
+        {
+            return Err(Error::config(format!(
+                "{base} is set in the environment while this secret sets {base}_FILE; unset {base} (the _FILE convention allows only one)"
+            ))
+            .with_subject(describe()));
         }
     }
     Ok(())
@@ -398,8 +405,14 @@ fn validate_variable_name(name: &str) -> Result<()> {
 
 /// Parses `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"1d"`.
 pub fn parse_duration(text: &str) -> Result<Duration> {
-    let invalid = || Error::config(format!("`{text}` is not a duration like \"30s\", \"5m\" or \"1h\""));
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let invalid = || {
+        Error::config(format!(
+            "`{text}` is not a duration like \"30s\", \"5m\" or \"1h\""
+        ))
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(invalid)?;
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().map_err(|_| invalid())?;
     let duration = match unit {
@@ -512,7 +525,11 @@ mod tests {
         let api = plan.secrets.iter().find(|s| s.name == "API_KEY").unwrap();
         assert!(!api.file);
         assert_eq!(api.env_value.as_deref(), Some("API_KEY"));
-        let db = plan.secrets.iter().find(|s| s.name == "db_password").unwrap();
+        let db = plan
+            .secrets
+            .iter()
+            .find(|s| s.name == "db_password")
+            .unwrap();
         assert!(db.file);
         assert_eq!(db.env_path.as_deref(), Some("DB_PASSWORD_FILE"));
         assert_eq!(
@@ -520,10 +537,12 @@ mod tests {
             BTreeSet::from(["API_KEY".to_owned(), "DB_PASSWORD_FILE".to_owned()])
         );
         // Not resolved for commands that don't start a child.
-        assert!(plan_with("version = 1", &[("API_KEY", "age://x")], false)
-            .unwrap()
-            .secrets
-            .is_empty());
+        assert!(
+            plan_with("version = 1", &[("API_KEY", "age://x")], false)
+                .unwrap()
+                .secrets
+                .is_empty()
+        );
     }
 
     #[test]
@@ -547,26 +566,65 @@ mod tests {
     #[test]
     fn bad_manifests_are_refused_with_config_errors() {
         let cases = [
-            ("version = 1\n[secrets.\"../x\"]\nref = \"age://a\"\n", "../x"),
+            (
+                "version = 1\n[secrets.\"../x\"]\nref = \"age://a\"\n",
+                "../x",
+            ),
             ("version = 1\n[secrets.\"a/b\"]\nref = \"age://a\"\n", "a/b"),
-            ("version = 1\n[secrets.\".hidden\"]\nref = \"age://a\"\n", ".hidden"),
-            ("version = 1\n[secrets.\"\"]\nref = \"age://a\"\n", "[secrets.]"),
-            ("version = 1\n[secrets.a]\nref = \"nope\"\n", "invalid reference"),
-            ("version = 1\n[secrets.a]\nref = \"vaultx://a\"\n", "no backend is named `vaultx`"),
-            ("version = 1\n[secrets.a]\nref = \"age://a\"\nenv = \"1X\"\n", "not a valid environment variable"),
-            ("version = 1\n[secrets.a]\nref = \"age://a\"\nrefresh = \"soon\"\n", "not a duration"),
-            ("version = 1\n[secrets.a]\nref = \"age://a\"\non_change = \"signal:NOPE\"\n", "not a signal"),
-            ("version = 1\n[output]\nmode = \"0666\"\n", "lets group or others write"),
-            ("version = 1\n[output]\nmode = \"banana\"\n", "not an octal file mode"),
-            ("version = 1\n[secrets.a]\nref = \"age://a\"\nenv = \"X\"\n[secrets.b]\nref = \"age://b\"\nenv = \"X\"\n", "same variable X"),
-            ("version = 1\n[backends.Bad]\nkind = \"age\"\n", "[backends.Bad]"),
+            (
+                "version = 1\n[secrets.\".hidden\"]\nref = \"age://a\"\n",
+                ".hidden",
+            ),
+            (
+                "version = 1\n[secrets.\"\"]\nref = \"age://a\"\n",
+                "name is empty",
+            ),
+            (
+                "version = 1\n[secrets.a]\nref = \"nope\"\n",
+                "invalid reference",
+            ),
+            (
+                "version = 1\n[secrets.a]\nref = \"vaultx://a\"\n",
+                "no backend is named `vaultx`",
+            ),
+            (
+                "version = 1\n[secrets.a]\nref = \"age://a\"\nenv = \"1X\"\n",
+                "not a valid environment variable",
+            ),
+            (
+                "version = 1\n[secrets.a]\nref = \"age://a\"\nrefresh = \"soon\"\n",
+                "not a duration",
+            ),
+            (
+                "version = 1\n[secrets.a]\nref = \"age://a\"\non_change = \"signal:NOPE\"\n",
+                "not a signal",
+            ),
+            (
+                "version = 1\n[output]\nmode = \"0666\"\n",
+                "lets group or others write",
+            ),
+            (
+                "version = 1\n[output]\nmode = \"banana\"\n",
+                "not an octal file mode",
+            ),
+            (
+                "version = 1\n[secrets.a]\nref = \"age://a\"\nenv = \"X\"\n[secrets.b]\nref = \"age://b\"\nenv = \"X\"\n",
+                "same variable X",
+            ),
+            (
+                "version = 1\n[backends.Bad]\nkind = \"age\"\n",
+                "[backends.Bad]",
+            ),
         ];
         for (manifest, expected) in cases {
             let error = plan_with(manifest, &[], true).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::Config, "{manifest}");
             assert!(error.to_string().contains(expected), "{manifest}: {error}");
         }
-        let nul = Manifest::parse("version = 1\n[secrets.\"a\\u0000\"]\nref = \"age://a\"\n", Path::new("m"));
+        let nul = Manifest::parse(
+            "version = 1\n[secrets.\"a\\u0000\"]\nref = \"age://a\"\n",
+            Path::new("m"),
+        );
         let error = match nul {
             Ok(manifest) => {
                 let inputs = PlanInputs {
@@ -595,7 +653,8 @@ mod tests {
 
     #[test]
     fn flags_override_the_manifest_output() {
-        let manifest = Manifest::parse("version = 1\n[output]\ndir = \"/m\"\n", Path::new("m")).unwrap();
+        let manifest =
+            Manifest::parse("version = 1\n[output]\ndir = \"/m\"\n", Path::new("m")).unwrap();
         let inputs = PlanInputs {
             manifest: Some((&manifest, Path::new("/p/m"))),
             cwd: Path::new("/"),

@@ -25,7 +25,11 @@ impl Backends {
     /// Builds the instances the plan's secrets use, plus every instance the
     /// manifest configures (so `check` validates their settings). Factories
     /// do no I/O; credentials are loaded on first use.
-    pub fn build(plan: &Plan, registry: &Registry, env: &Environment) -> hushbox_core::Result<Self> {
+    pub fn build(
+        plan: &Plan,
+        registry: &Registry,
+        env: &Environment,
+    ) -> hushbox_core::Result<Self> {
         let mut wanted: Vec<&str> = plan
             .secrets
             .iter()
@@ -41,10 +45,18 @@ impl Backends {
         wanted.dedup();
         let mut instances = BTreeMap::new();
         for name in wanted {
-            let backend = plan.backends.get(name).ok_or_else(|| {
-                Error::config(format!("no backend is named `{name}`"))
-            })?;
-            let instance = build_one(registry, name, &backend.kind, backend.settings.clone(), &plan.base_dir, env)?;
+            let backend = plan
+                .backends
+                .get(name)
+                .ok_or_else(|| Error::config(format!("no backend is named `{name}`")))?;
+            let instance = build_one(
+                registry,
+                name,
+                &backend.kind,
+                backend.settings.clone(),
+                &plan.base_dir,
+                env,
+            )?;
             instances.insert(name.to_owned(), instance);
         }
         Ok(Self { instances })
@@ -123,11 +135,15 @@ pub async fn resolve(plan: &Plan, backends: &Backends) -> Result<Resolution, Res
         debug!(backend = %scheme, count = locations.len(), "fetching");
         backend.fetch_many(locations).await
     });
-    let results: Vec<Vec<hushbox_core::Result<Document>>> = futures::future::join_all(fetches).await;
+    let results: Vec<Vec<hushbox_core::Result<Document>>> =
+        futures::future::join_all(fetches).await;
     let mut documents: BTreeMap<SecretRef, hushbox_core::Result<Document>> = BTreeMap::new();
     for ((_, locations), results) in batches.iter().zip(results) {
         for (location, result) in locations.iter().zip(results) {
-            documents.insert(location.clone(), result.map_err(|error| error.with_subject(location)));
+            documents.insert(
+                location.clone(),
+                result.map_err(|error| error.with_subject(location)),
+            );
         }
     }
 

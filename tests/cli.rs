@@ -124,7 +124,10 @@ fn demo_script_runs_end_to_end() {
         .unwrap();
     let out = stdout(&output);
     assert!(output.status.success(), "{out}\n{}", stderr(&output));
-    assert!(out.contains("app: the password is: correct horse battery staple"), "{out}");
+    assert!(
+        out.contains("app: the password is: correct horse battery staple"),
+        "{out}"
+    );
     assert!(out.contains("on a tmpfs filesystem, mode 400"), "{out}");
     assert!(out.contains("db_password.age"), "{out}");
 }
@@ -134,9 +137,18 @@ fn store_set_get_ls_rm() {
     let project = Project::with_store();
     project.ok(&["store", "set", "prod/db"], Some(b"s3cret\n"));
     project.set("prod/raw", b"line\n");
-    assert_eq!(project.ok(&["store", "get", "prod/db"], None).stdout, b"s3cret");
-    assert_eq!(project.ok(&["store", "get", "prod/raw"], None).stdout, b"line\n");
-    assert_eq!(stdout(&project.ok(&["store", "ls"], None)), "prod/db\nprod/raw\n");
+    assert_eq!(
+        project.ok(&["store", "get", "prod/db"], None).stdout,
+        b"s3cret"
+    );
+    assert_eq!(
+        project.ok(&["store", "get", "prod/raw"], None).stdout,
+        b"line\n"
+    );
+    assert_eq!(
+        stdout(&project.ok(&["store", "ls"], None)),
+        "prod/db\nprod/raw\n"
+    );
     project.ok(&["store", "rm", "prod/raw"], None);
     let missing = project.run(&["store", "get", "prod/raw"], None);
     assert_eq!(code(&missing), 66, "{}", stderr(&missing));
@@ -272,7 +284,11 @@ fn both_x_and_x_file_is_a_config_error() {
     command.env("DB", "plain").env("DB_FILE", "age://db");
     let output = project.run_with(command, None);
     assert_eq!(code(&output), 78);
-    assert!(stderr(&output).contains("both DB and DB_FILE are set"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("both DB and DB_FILE are set"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -288,7 +304,10 @@ fn missing_required_secret_fails_closed_and_keeps_the_previous_generation() {
     project.set("b", b"two");
     project.ok(&["inject"], None);
     assert_eq!(std::fs::read(out.path().join("a")).unwrap(), b"one");
-    assert!(!out.path().join("c").exists(), "optional and missing: skipped");
+    assert!(
+        !out.path().join("c").exists(),
+        "optional and missing: skipped"
+    );
     let entries_before = std::fs::read_dir(out.path()).unwrap().count();
 
     project.set("a", b"changed");
@@ -298,7 +317,10 @@ fn missing_required_secret_fails_closed_and_keeps_the_previous_generation() {
     assert!(stderr(&output).contains("age://b"), "{}", stderr(&output));
     assert_eq!(std::fs::read(out.path().join("a")).unwrap(), b"one");
     assert_eq!(std::fs::read(out.path().join("b")).unwrap(), b"two");
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), entries_before);
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        entries_before
+    );
 
     // run: the child never starts.
     let marker = project.path("started");
@@ -314,8 +336,15 @@ fn inject_refuses_a_disk_directory_unless_allowed() {
     std::fs::create_dir(&disk).unwrap();
     let output = project.run(&["inject", "--dir", disk.to_str().unwrap()], None);
     assert_eq!(code(&output), 78, "{}", stderr(&output));
-    assert!(stderr(&output).contains("--allow-disk"), "{}", stderr(&output));
-    project.ok(&["inject", "--dir", disk.to_str().unwrap(), "--allow-disk"], None);
+    assert!(
+        stderr(&output).contains("--allow-disk"),
+        "{}",
+        stderr(&output)
+    );
+    project.ok(
+        &["inject", "--dir", disk.to_str().unwrap(), "--allow-disk"],
+        None,
+    );
 }
 
 #[test]
@@ -329,7 +358,11 @@ fn inject_writes_mode_and_content_and_skips_unchanged() {
     let project = Project::new(&manifest);
     project.set("db", br#"{"user":"app","password":"pw"}"#);
     let first = project.ok(&["inject"], None);
-    assert!(stderr(&first).contains("wrote 2 secrets"), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("wrote 2 secrets"),
+        "{}",
+        stderr(&first)
+    );
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(out.path().join("password")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o440);
@@ -342,16 +375,32 @@ fn inject_writes_mode_and_content_and_skips_unchanged() {
 fn manifest_errors_have_codes_and_places() {
     let project = Project::with_store();
     let cases = [
-        ("version = 1\n[secrets.a]\nref = \"age://a\"\nfoo = 1\n", "hushbox.toml:4:1"),
-        ("version = 1\n[backends.v]\nkind = \"file\"\ntoken = \"x\"\n", "token_file"),
-        ("version = 1\n[secrets.\"../x\"]\nref = \"age://a\"\n", "../x"),
-        ("version = 1\n[secrets.a]\nref = \"nope://a\"\n", "no backend is named `nope`"),
+        (
+            "version = 1\n[secrets.a]\nref = \"age://a\"\nfoo = 1\n",
+            "hushbox.toml:4:1",
+        ),
+        (
+            "version = 1\n[backends.v]\nkind = \"file\"\ntoken = \"x\"\n",
+            "token_file",
+        ),
+        (
+            "version = 1\n[secrets.\"../x\"]\nref = \"age://a\"\n",
+            "../x",
+        ),
+        (
+            "version = 1\n[secrets.a]\nref = \"nope://a\"\n",
+            "no backend is named `nope`",
+        ),
     ];
     for (manifest, expected) in cases {
         std::fs::write(project.path("hushbox.toml"), manifest).unwrap();
         let output = project.run(&["check"], None);
         assert_eq!(code(&output), 78, "{manifest}: {}", stderr(&output));
-        assert!(stderr(&output).contains(expected), "{manifest}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(expected),
+            "{manifest}: {}",
+            stderr(&output)
+        );
     }
 }
 
@@ -386,7 +435,10 @@ fn file_backend_with_fields_and_size_limit() {
     let project = Project::with_store();
     std::fs::write(project.path("app.env"), "USER=app\nPASSWORD=\"p w\"\n").unwrap();
     std::fs::write(project.path("big"), vec![b'x'; 2 * 1024 * 1024]).unwrap();
-    assert_eq!(project.ok(&["get", "file://app.env#PASSWORD"], None).stdout, b"p w");
+    assert_eq!(
+        project.ok(&["get", "file://app.env#PASSWORD"], None).stdout,
+        b"p w"
+    );
     let output = project.run(&["get", "file://big"], None);
     assert_eq!(code(&output), 65, "{}", stderr(&output));
     let output = project.run(&["get", "file://absent"], None);
@@ -416,10 +468,20 @@ fn the_canary_never_reaches_stderr_at_trace_level() {
         project.run(&["store", "get", "c"], None),
     ];
     for output in &runs {
-        assert!(!stderr(output).contains(canary), "canary on stderr: {}", stderr(output));
+        assert!(
+            !stderr(output).contains(canary),
+            "canary on stderr: {}",
+            stderr(output)
+        );
         assert!(!stderr(output).is_empty(), "trace logging produced output");
     }
-    assert_eq!(std::fs::read(out.path().join("c")).unwrap(), canary.as_bytes());
+    assert_eq!(
+        std::fs::read(out.path().join("c")).unwrap(),
+        canary.as_bytes()
+    );
     assert_eq!(runs[5].stdout, canary.as_bytes());
-    assert!(!stdout(&runs[1]).contains(canary), "check --fetch printed a value");
+    assert!(
+        !stdout(&runs[1]).contains(canary),
+        "check --fetch printed a value"
+    );
 }

@@ -12,7 +12,11 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
         Some(path) => println!("manifest: {}", path.display()),
         None => println!("manifest: none (default backends only)"),
     }
-    println!("output:   {} (mode {:04o})", plan.output.dir.display(), plan.output.mode);
+    println!(
+        "output:   {} (mode {:04o})",
+        plan.output.dir.display(),
+        plan.output.mode
+    );
     let versions = if args.fetch {
         Some(runtime()?.block_on(resolve(&plan, &backends))?)
     } else {

@@ -13,7 +13,8 @@ pub(super) fn get(session: &Session, args: GetArgs) -> Outcome {
     let reference: SecretRef = args.reference.parse()?;
     let plan = session.plan(false, None, false)?;
     let backend_plan = plan.backends.get(reference.scheme()).ok_or_else(|| {
-        Error::config(format!("no backend is named `{}`", reference.scheme())).with_subject(&reference)
+        Error::config(format!("no backend is named `{}`", reference.scheme()))
+            .with_subject(&reference)
     })?;
     let backend = build_one(
         &session.registry,

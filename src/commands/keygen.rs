@@ -15,7 +15,10 @@ pub(super) fn keygen(session: &Session, args: KeygenArgs) -> Outcome {
                 base_dir: &session.cwd,
                 env: &session.env,
             };
-            let from_env = session.env.get(hushbox_age::ENV_IDENTITY).filter(|v| !v.is_empty());
+            let from_env = session
+                .env
+                .get(hushbox_age::ENV_IDENTITY)
+                .filter(|v| !v.is_empty());
             context.resolve_path(from_env.unwrap_or(hushbox_age::DEFAULT_IDENTITY_FILE))?
         }
     };

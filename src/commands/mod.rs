@@ -33,8 +33,11 @@ pub struct Failure {
 impl Failure {
     /// The exit code for this failure.
     pub fn exit_code(&self) -> u8 {
-        self.code
-            .unwrap_or_else(|| self.errors.first().map_or(exit::FAILURE, |e| exit::for_kind(e.kind())))
+        self.code.unwrap_or_else(|| {
+            self.errors
+                .first()
+                .map_or(exit::FAILURE, |e| exit::for_kind(e.kind()))
+        })
     }
 }
 
@@ -108,7 +111,12 @@ impl Session {
     }
 
     /// Builds the plan for a command.
-    pub fn plan(&self, env_references: bool, output_dir: Option<PathBuf>, allow_disk: bool) -> Result<Plan, Error> {
+    pub fn plan(
+        &self,
+        env_references: bool,
+        output_dir: Option<PathBuf>,
+        allow_disk: bool,
+    ) -> Result<Plan, Error> {
         let inputs = PlanInputs {
             manifest: self
                 .manifest

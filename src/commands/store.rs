@@ -133,12 +133,16 @@ fn read_value(name: &str) -> Result<SecretValue, Error> {
     if stdin.is_terminal() {
         return prompt(name);
     }
-    SecretValue::read_bounded(&mut stdin.lock(), 4096, DEFAULT_SIZE_LIMIT).map_err(|error| match error {
-        hushbox_core::ReadError::TooLarge { limit } => Error::new(
-            ErrorKind::TooLarge,
-            format!("the value on stdin is larger than {limit} bytes"),
-        ),
-        hushbox_core::ReadError::Io(error) => Error::io("cannot read the value from stdin", error),
+    SecretValue::read_bounded(&mut stdin.lock(), 4096, DEFAULT_SIZE_LIMIT).map_err(|error| {
+        match error {
+            hushbox_core::ReadError::TooLarge { limit } => Error::new(
+                ErrorKind::TooLarge,
+                format!("the value on stdin is larger than {limit} bytes"),
+            ),
+            hushbox_core::ReadError::Io(error) => {
+                Error::io("cannot read the value from stdin", error)
+            }
+        }
     })
 }
 
@@ -149,11 +153,13 @@ fn prompt(name: &str) -> Result<SecretValue, Error> {
         .write(true)
         .open("/dev/tty")
         .map_err(|error| Error::io("cannot open the terminal for a prompt", error))?;
-    let saved = tcgetattr(&tty).map_err(|errno| Error::io("cannot read terminal settings", errno.into()))?;
+    let saved = tcgetattr(&tty)
+        .map_err(|errno| Error::io("cannot read terminal settings", errno.into()))?;
     let mut quiet = saved.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
     quiet.local_flags.insert(LocalFlags::ECHONL);
-    write!(tty, "Value for {name}: ").map_err(|error| Error::io("cannot write the prompt", error))?;
+    write!(tty, "Value for {name}: ")
+        .map_err(|error| Error::io("cannot write the prompt", error))?;
     tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet)
         .map_err(|errno| Error::io("cannot turn off terminal echo", errno.into()))?;
     let mut value = SecretValue::with_capacity(256);

@@ -120,7 +120,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
         use futures::StreamExt;
         // Collected first: a lazy `map` over the slice trips the compiler's
         // higher-ranked lifetime check under `async_trait`'s `Send` bound.
-        let fetches: Vec<_> = locations.iter().map(|location| self.fetch(location)).collect();
+        let fetches: Vec<_> = locations
+            .iter()
+            .map(|location| self.fetch(location))
+            .collect();
         futures::stream::iter(fetches)
             .buffered(DEFAULT_CONCURRENCY)
             .collect()
@@ -135,8 +138,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// - Backends that cannot write return [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
     async fn put(&self, path: &str, value: &SecretValue) -> Result<()> {
         let _ = value;
-        Err(Error::unsupported(format!("the {} backend cannot store secrets", self.name()))
-            .with_subject(path))
+        Err(
+            Error::unsupported(format!("the {} backend cannot store secrets", self.name()))
+                .with_subject(path),
+        )
     }
 
     /// Lists the paths under `prefix` (all paths for an empty prefix), sorted.
@@ -144,8 +149,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// # Behavior
     /// - Backends that cannot list return [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        Err(Error::unsupported(format!("the {} backend cannot list secrets", self.name()))
-            .with_subject(prefix))
+        Err(
+            Error::unsupported(format!("the {} backend cannot list secrets", self.name()))
+                .with_subject(prefix),
+        )
     }
 
     /// Removes the secret at `path`.
@@ -154,7 +161,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// - A missing path is [`ErrorKind::NotFound`](crate::ErrorKind::NotFound).
     /// - Backends that cannot delete return [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
     async fn delete(&self, path: &str) -> Result<()> {
-        Err(Error::unsupported(format!("the {} backend cannot delete secrets", self.name()))
-            .with_subject(path))
+        Err(
+            Error::unsupported(format!("the {} backend cannot delete secrets", self.name()))
+                .with_subject(path),
+        )
     }
 }

@@ -168,8 +168,12 @@ mod tests {
         } else {
             Field::Key(field.into())
         };
-        extract_field(&SecretValue::copy_from_slice(text.as_bytes()), Format::Json, &field)
-            .map(|v| v.expose().to_vec())
+        extract_field(
+            &SecretValue::copy_from_slice(text.as_bytes()),
+            Format::Json,
+            &field,
+        )
+        .map(|v| v.expose().to_vec())
     }
 
     #[test]
@@ -190,18 +194,32 @@ mod tests {
         let doc = r#"{"db":{"hosts":["a","b"],"a/b":{"~k":"x"}}}"#;
         assert_eq!(json(doc, "/db/hosts/1").unwrap(), b"b");
         assert_eq!(json(doc, "/db/a~1b/~0k").unwrap(), b"x");
-        assert_eq!(json(doc, "/db/hosts/9").unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            json(doc, "/db/hosts/9").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]
     fn missing_and_null_are_not_found() {
-        assert_eq!(json(r#"{"a":1}"#, "b").unwrap_err().kind(), ErrorKind::NotFound);
-        assert_eq!(json(r#"{"a":null}"#, "a").unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            json(r#"{"a":1}"#, "b").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            json(r#"{"a":null}"#, "a").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]
     fn non_json_is_malformed_and_the_error_does_not_quote_it() {
-        for doc in ["plain-canary-text", "[1,2]", "{\"a\": canary}", "\u{0}\u{1}"] {
+        for doc in [
+            "plain-canary-text",
+            "[1,2]",
+            "{\"a\": canary}",
+            "\u{0}\u{1}",
+        ] {
             let error = json(doc, "a").unwrap_err();
             assert_eq!(error.kind(), ErrorKind::MalformedPayload, "{doc}");
             assert!(!error.to_string().contains("canary"));

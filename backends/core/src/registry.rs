@@ -100,9 +100,10 @@ impl BackendContext<'_> {
     /// home directory, a relative path is relative to [`Self::base_dir`].
     pub fn resolve_path(&self, path: &str) -> Result<PathBuf> {
         if let Some(rest) = path.strip_prefix("~/") {
-            let home = self.env.home().ok_or_else(|| {
-                Error::config(format!("`{path}` needs HOME, which is not set"))
-            })?;
+            let home = self
+                .env
+                .home()
+                .ok_or_else(|| Error::config(format!("`{path}` needs HOME, which is not set")))?;
             return Ok(home.join(rest));
         }
         let path = Path::new(path);
@@ -181,7 +182,8 @@ pub fn reject_inline_credentials(table: &toml::Table) -> Result<()> {
 fn looks_like_credential(text: &str) -> bool {
     CREDENTIAL_PREFIXES.iter().any(|prefix| {
         text.starts_with(prefix)
-            && (prefix.len() > 2 || (text.len() >= 20 && !text.contains('/') && !text.contains(' ')))
+            && (prefix.len() > 2
+                || (text.len() >= 20 && !text.contains('/') && !text.contains(' ')))
     })
 }
 
