@@ -633,6 +633,63 @@ fn a_write_failure_midway_removes_the_half_built_generation() {
     drop(writer);
 }
 
+// ---------------------------------------------------------------- no values in logs
+
+/// Collects everything a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn logs_name_dir_generation_and_secrets_but_never_values() {
+    const CANARY: &[u8] = b"CANARY-9f8e7d6c";
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let base = shm_dir();
+    let generation = tracing::subscriber::with_default(subscriber, || {
+        let writer = open(base.path());
+        let generation = commit_written(&writer, &[("canary_secret", CANARY)]);
+        assert_eq!(
+            commit(&writer, &[("canary_secret", CANARY)]).unwrap(),
+            Commit::Unchanged
+        );
+        commit_written(&writer, &[("other", CANARY)]);
+        let error = commit(&writer, &[("bad/name", CANARY)]).unwrap_err();
+        assert!(!format!("{error} {error:?}").contains("CANARY"));
+        assert!(!format!("{writer:?}").contains("CANARY"));
+        writer.remove_all().unwrap();
+        generation
+    });
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    for needle in [
+        "committed generation",
+        "generation unchanged",
+        &generation as &str,
+        "canary_secret",
+        &base.path().display().to_string(),
+    ] {
+        assert!(logs.contains(needle), "{needle:?} not in logs:\n{logs}");
+    }
+    assert!(
+        !logs.contains("CANARY"),
+        "a value reached the logs:\n{logs}"
+    );
+}
+
 // ---------------------------------------------------------------- remove_all
 
 #[test]

@@ -122,12 +122,14 @@ impl Drop for RunDir {
 /// else `/dev/shm` if that is one.
 fn choose_base(env: &Environment) -> Result<PathBuf, Error> {
     if let Some(runtime) = env.get_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        // The XDG spec says to ignore a relative value.
+        // The XDG spec says to ignore a relative value. The path is resolved
+        // now because removal opens it with O_NOFOLLOW.
         if runtime.is_absolute()
-            && runtime.is_dir()
-            && is_memory_filesystem(&runtime).unwrap_or(false)
+            && let Ok(resolved) = fs::canonicalize(&runtime)
+            && resolved.is_dir()
+            && is_memory_filesystem(&resolved).unwrap_or(false)
         {
-            return Ok(runtime);
+            return Ok(resolved);
         }
         tracing::debug!(
             dir = %runtime.display(),
@@ -169,5 +171,20 @@ mod tests {
         assert_eq!(choose_base(&env).unwrap(), runtime.path());
         let run_dir = RunDir::create(&env).unwrap();
         assert_eq!(run_dir.path().parent(), Some(runtime.path()));
+    }
+
+    #[test]
+    fn a_symlinked_runtime_dir_is_resolved_and_removal_works() {
+        let runtime = tempfile::tempdir_in(SHM).unwrap();
+        let real = runtime.path().join("real");
+        fs::create_dir(&real).unwrap();
+        let link = runtime.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let env = Environment::from_pairs([("XDG_RUNTIME_DIR", &link)]);
+        let run_dir = RunDir::create(&env).unwrap();
+        assert_eq!(run_dir.path().parent(), Some(real.as_path()));
+        fs::write(run_dir.path().join("file"), b"x").unwrap();
+        run_dir.remove().unwrap();
+        assert_eq!(fs::read_dir(&real).unwrap().count(), 0);
     }
 }
