@@ -93,7 +93,14 @@ impl GenerationWriter {
             .with_subject(dir.display()));
         }
         let dir_fd = open_output_dir(&dir, uid, allow_disk)?;
-        tracing::debug!(dir = %dir.display(), ?uid, ?gid, mode = %format_args!("{mode:#o}"), allow_disk, "opened output directory");
+        tracing::debug!(
+            dir = %dir.display(),
+            ?uid,
+            ?gid,
+            mode = %format_args!("{mode:#o}"),
+            allow_disk,
+            "opened output directory"
+        );
         Ok(Self {
             dir,
             dir_fd,
@@ -529,7 +536,11 @@ impl GenerationWriter {
         let entries = match dirops::list(&self.dir_fd) {
             Ok(entries) => entries,
             Err(errno) => {
-                tracing::warn!(dir = %self.dir.display(), error = %errno, "cannot list the output directory to prune old generations");
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    error = %errno,
+                    "cannot list the output directory to prune old generations"
+                );
                 return;
             }
         };
@@ -540,10 +551,19 @@ impl GenerationWriter {
             }
             match dirops::remove_tree_at(&self.dir_fd, &entry) {
                 Ok(()) => {
-                    tracing::debug!(dir = %self.dir.display(), generation = name, "pruned generation");
+                    tracing::debug!(
+                        dir = %self.dir.display(),
+                        generation = name,
+                        "pruned generation"
+                    );
                 }
                 Err(errno) => {
-                    tracing::warn!(dir = %self.dir.display(), generation = name, error = %errno, "cannot prune an old generation");
+                    tracing::warn!(
+                        dir = %self.dir.display(),
+                        generation = name,
+                        error = %errno,
+                        "cannot prune an old generation"
+                    );
                 }
             }
         }
@@ -602,7 +622,12 @@ impl Drop for HalfBuilt<'_> {
                 tracing::debug!(%dir, generation = %self.name, "removed unfinished generation");
             }
             Err(errno) => {
-                tracing::warn!(%dir, generation = %self.name, error = %errno, "cannot remove unfinished generation");
+                tracing::warn!(
+                    %dir,
+                    generation = %self.name,
+                    error = %errno,
+                    "cannot remove unfinished generation"
+                );
             }
         }
     }
