@@ -15,6 +15,10 @@ use nix::unistd::{
 
 use super::{ChildSpec, Credentials, SignalMask, SpawnError};
 
+/// A kernel `struct sigaction` for SIG_DFL: handler, flags, restorer and
+/// mask all zero. 64 bytes, more than the kernel reads on any architecture.
+static DEFAULT_KERNEL_SIGACTION: [u64; 8] = [0; 8];
+
 /// A started child.
 pub(super) struct Started {
     /// Its pid, which is also its process group id.
@@ -31,6 +35,8 @@ struct ChildSetup {
     credentials: Option<(Uid, Gid, Vec<Gid>)>,
     mask: SigSet,
     highest_signal: libc::c_int,
+    /// The kernel's sigset size in bytes, which rt_sigaction(2) insists on.
+    kernel_sigset_size: libc::size_t,
     /// Upper bound for the fd loop used where `close_range` is missing.
     fd_limit: libc::c_int,
 }
@@ -57,6 +63,7 @@ pub(super) fn spawn(spec: ChildSpec, mask: &SignalMask) -> Result<Started, Spawn
         }),
         mask: *mask.as_sigset(),
         highest_signal: libc::SIGRTMAX(),
+        kernel_sigset_size: (libc::SIGRTMAX() as libc::size_t).div_ceil(8),
         fd_limit: fd_limit(),
     };
 
@@ -65,7 +72,7 @@ pub(super) fn spawn(spec: ChildSpec, mask: &SignalMask) -> Result<Started, Spawn
     // SAFETY: `prepare_child` runs in the forked child of a possibly
     // multi-threaded process, where only async-signal-safe calls are sound.
     // It makes only raw system calls (setpgid, tcsetpgrp, setgroups,
-    // setresgid, setresuid, close_range/fcntl, sigaction, pthread_sigmask)
+    // setresgid, setresuid, close_range/fcntl, rt_sigaction, pthread_sigmask)
     // and reads `setup`, which was fully built (and allocated) before the
     // fork; it allocates nothing and takes no lock.
     unsafe {
@@ -167,15 +174,25 @@ fn prepare_child(setup: &ChildSetup) -> io::Result<()> {
 
     // Every disposition back to the default: the supervisor ignores SIGTTIN
     // and SIGTTOU, and the program must not inherit that. (Handlers are reset
-    // by exec anyway; only "ignore" would survive it.) The reserved glibc
-    // signals, SIGKILL and SIGSTOP refuse with EINVAL, which is fine.
-    // SAFETY: an all-zero sigaction is SIG_DFL with an empty mask and no
-    // flags, a valid value of this plain C struct.
-    let default: libc::sigaction = unsafe { std::mem::zeroed() };
+    // by exec anyway; only "ignore" would survive it, including an ignore
+    // hushbox itself inherited.) The raw system call rather than sigaction(3):
+    // glibc refuses to touch its two reserved signals (32 and 33), yet an
+    // ignored one passes through exec like any other. SIGKILL and SIGSTOP
+    // refuse with EINVAL, which is fine.
     for signo in 1..=setup.highest_signal {
-        // SAFETY: `default` is a valid sigaction that outlives the call; a
-        // null old-action pointer is allowed.
-        let _ = unsafe { libc::sigaction(signo, &default, std::ptr::null_mut()) };
+        // SAFETY: rt_sigaction(2) reads a kernel `struct sigaction` from the
+        // second pointer: all zeros is SIG_DFL with no flags and an empty
+        // mask on every architecture, and the buffer is larger than the
+        // kernel's struct anywhere. A null old-action pointer is allowed.
+        let _ = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo,
+                DEFAULT_KERNEL_SIGACTION.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                setup.kernel_sigset_size,
+            )
+        };
     }
 
     // Last: the program gets the mask hushbox was started with. A signal that
