@@ -12,7 +12,7 @@ use crate::resolve::Resolution;
 
 /// Variables that point at hushbox's own credentials. The child has no use
 /// for them, so it does not inherit them.
-pub const OWN_CREDENTIAL_VARIABLES: &[&str] = &["HUSHBOX_IDENTITY"];
+pub const OWN_CREDENTIAL_VARIABLES: &[&str] = &["HUSHBOX_IDENTITY", "VAULT_TOKEN"];
 
 /// The child's complete environment: hushbox's own, without the variables
 /// that held references or pointed at hushbox's credentials, plus each

@@ -20,8 +20,7 @@ fn main() -> ExitCode {
     logging::init(cli.global.verbose);
     // From here on hushbox may hold values: no core dumps, not dumpable.
     let hardening = hushbox::harden::harden();
-    let _ = hardening;
-    match commands::dispatch(cli, signals) {
+    match commands::dispatch(cli, signals, hardening) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             for error in &failure.errors {

@@ -92,7 +92,7 @@ pub fn build_one(
 
 /// The outcome of resolving a plan: one value per secret of the plan, in the
 /// plan's order (`None` for an optional secret that does not exist).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Resolution {
     /// Values aligned with `Plan::secrets`.
     pub values: Vec<Option<SecretValue>>,

@@ -44,6 +44,9 @@ pub enum Command {
     /// Run a command with its secrets: files in a private tmpfs directory
     /// that is removed when it exits (for local development).
     Run(RunArgs),
+    /// Container entrypoint: write secrets to the output directory (tmpfs),
+    /// drop privileges, and run a command under a tini-grade supervisor.
+    Exec(ExecArgs),
     /// Write the manifest's secrets to the output directory once.
     Inject(InjectArgs),
     /// Print one secret to stdout.
@@ -63,6 +66,25 @@ pub enum Command {
 /// `hushbox run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The command and its arguments.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `hushbox exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Run the command as this user: NAME or UID, optionally :GROUP or :GID
+    /// (resolved from /etc/passwd and /etc/group). Files belong to this user
+    /// unless [output] says otherwise.
+    #[arg(long, short, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// The output directory (overrides [output].dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Allow an output directory that is not on tmpfs or ramfs.
+    #[arg(long)]
+    pub allow_disk: bool,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,

@@ -2,6 +2,7 @@
 //! acts. They return an exit code or a [`Failure`]; `main` prints and exits.
 
 mod check;
+mod exec;
 mod get;
 mod inject;
 mod keygen;
@@ -151,10 +152,15 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// Runs the parsed command.
-pub fn dispatch(cli: Cli, signals: Option<crate::supervise::SignalMask>) -> Outcome {
+pub fn dispatch(
+    cli: Cli,
+    signals: Option<crate::supervise::SignalMask>,
+    hardening: crate::harden::Hardening,
+) -> Outcome {
     let session = Session::load(&cli)?;
     match cli.command {
-        Command::Run(args) => run::run(&session, args, signals),
+        Command::Run(args) => run::run(&session, args, signals, hardening),
+        Command::Exec(args) => exec::exec(&session, args, signals, hardening),
         Command::Inject(args) => inject::inject(&session, args),
         Command::Get(args) => get::get(&session, args),
         Command::Check(args) => check::check(&session, args),

@@ -16,12 +16,19 @@ use crate::supervise::{self, ChildSpec, SignalMask, SupervisorOptions};
 /// the supervisor loop instead of killing hushbox mid-write.
 pub fn prepare_signals(command: &crate::cli::Command) -> std::io::Result<Option<SignalMask>> {
     match command {
-        crate::cli::Command::Run(_) => supervise::block_signals().map(Some),
+        crate::cli::Command::Run(_) | crate::cli::Command::Exec(_) => {
+            supervise::block_signals().map(Some)
+        }
         _ => Ok(None),
     }
 }
 
-pub(super) fn run(session: &Session, args: RunArgs, signals: Option<SignalMask>) -> Outcome {
+pub(super) fn run(
+    session: &Session,
+    args: RunArgs,
+    signals: Option<SignalMask>,
+    hardening: crate::harden::Hardening,
+) -> Outcome {
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `run`"))?;
     let plan = session.plan(true, None, false)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
@@ -46,6 +53,7 @@ pub(super) fn run(session: &Session, args: RunArgs, signals: Option<SignalMask>)
     commit(&writer, &plan, &resolution)?;
     // Every value hushbox holds is wiped here, before the child runs.
     drop(resolution);
+    hardening.restore_core_limit();
 
     let mut command = args.command.into_iter();
     let spec = ChildSpec {

@@ -84,7 +84,7 @@ impl SecretValue {
         let ceiling = limit.saturating_add(1);
         // One byte beyond the hint lets the final zero-length read land in the
         // same buffer, so an exact hint never grows it.
-        let mut value = Self::with_capacity(size_hint.saturating_add(1).clamp(16, ceiling));
+        let mut value = Self::with_capacity(size_hint.saturating_add(1).max(16).min(ceiling));
         let mut filled = 0;
         loop {
             if filled == value.bytes.capacity() {
@@ -219,6 +219,21 @@ mod tests {
             SecretValue::read_bounded(&mut &over[..], 65, 64),
             Err(ReadError::TooLarge { limit: 64 })
         ));
+    }
+
+    #[test]
+    fn tiny_limits_work() {
+        assert_eq!(
+            SecretValue::read_bounded(&mut &b"abc"[..], 0, 3)
+                .unwrap()
+                .expose(),
+            b"abc"
+        );
+        assert!(matches!(
+            SecretValue::read_bounded(&mut &b"abcd"[..], 100, 3),
+            Err(ReadError::TooLarge { limit: 3 })
+        ));
+        assert_eq!(SecretValue::read_bounded(&mut &b""[..], 0, 0).unwrap().len(), 0);
     }
 
     #[test]

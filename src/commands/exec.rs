@@ -1,0 +1,98 @@
+//! `hushbox exec -- CMD…`: the container entrypoint. Secrets are written to
+//! `[output].dir` (tmpfs), privileges are dropped, and CMD runs as a
+//! supervised child with tini-grade signal forwarding and reaping.
+
+use hushbox_core::Error;
+
+use super::inject::{commit, output_options};
+use super::{Failure, Outcome, Session, runtime};
+use crate::cli::ExecArgs;
+use crate::deliver::child_environment;
+use crate::exit;
+use crate::harden::Hardening;
+use crate::output::GenerationWriter;
+use crate::resolve::{Backends, resolve};
+use crate::supervise::{self, ChildSpec, SignalMask, SupervisorOptions, resolve_user};
+
+pub(super) fn exec(
+    session: &Session,
+    args: ExecArgs,
+    signals: Option<SignalMask>,
+    hardening: Hardening,
+) -> Outcome {
+    let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `exec`"))?;
+    // Resolve --user before anything is fetched: a typo should cost nothing.
+    let user = args.user.as_deref().map(resolve_user).transpose()?;
+    let mut plan = session.plan(true, args.dir, args.allow_disk)?;
+    if let Some(credentials) = &user {
+        // Files are owned as the manifest says; when it says nothing, they
+        // belong to the user the program runs as, who must be able to read
+        // them under a 0400 mode.
+        plan.output.uid = plan.output.uid.or(Some(credentials.uid));
+        plan.output.gid = plan.output.gid.or(Some(credentials.gid));
+    }
+    let has_files = plan.file_secrets().next().is_some();
+    // Refuse a bad output directory before fetching anything.
+    let writer = if has_files {
+        Some(GenerationWriter::open(output_options(&plan))?)
+    } else {
+        None
+    };
+
+    let env = if plan.secrets.is_empty() {
+        child_environment(
+            &session.process_env,
+            &plan,
+            &crate::resolve::Resolution::default(),
+            |name| plan.output.dir.join(name),
+        )?
+    } else {
+        let backends = Backends::build(&plan, &session.registry, &session.env)?;
+        let resolution = runtime()?.block_on(resolve(&plan, &backends))?;
+        // The runtime is gone here: the supervisor runs with no other thread.
+        drop(backends);
+        let env = child_environment(&session.process_env, &plan, &resolution, |name| {
+            writer
+                .as_ref()
+                .map_or_else(|| plan.output.dir.join(name), |w| w.path_of(name))
+        })?;
+        if let Some(writer) = &writer {
+            commit(writer, &plan, &resolution)?;
+        }
+        // Every value hushbox holds is wiped here, before the child runs:
+        // the supervisor holds no secrets while the app runs.
+        drop(resolution);
+        env
+    };
+    hardening.restore_core_limit();
+
+    match &user {
+        Some(credentials) if credentials.uid == 0 => {
+            tracing::warn!("--user resolves to root: the program runs with full privileges")
+        }
+        None if nix::unistd::geteuid().is_root() => tracing::warn!(
+            "the program runs as root; pass --user to drop privileges before it starts"
+        ),
+        _ => {}
+    }
+    let mut command = args.command.into_iter();
+    let spec = ChildSpec {
+        program: command.next().expect("clap requires a command"),
+        args: command.collect(),
+        env,
+        user,
+        foreground_tty: false,
+    };
+    let code = supervise::run(
+        spec,
+        &SupervisorOptions {
+            subreaper: true,
+            mask,
+        },
+    )
+    .map_err(|error| Failure {
+        code: Some(u8::try_from(error.code).unwrap_or(exit::FAILURE)),
+        errors: vec![Error::config(error.to_string())],
+    })?;
+    Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
+}
