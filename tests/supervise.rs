@@ -57,9 +57,15 @@ fn supervisor_role() {
 
 fn act_as_supervisor() -> i32 {
     let var = |name: &str| std::env::var_os(name);
-    SigSet::empty()
+    // The mask hushbox "was started with": empty, as usual, or with SIGUSR2
+    // blocked, to show that the child gets it back.
+    let mut inherited = SigSet::empty();
+    if var("HUSHBOX_TEST_INHERITED_MASK").is_some() {
+        inherited.add(Signal::SIGUSR2);
+    }
+    inherited
         .thread_set_mask()
-        .expect("clear the role thread's mask");
+        .expect("set the role thread's mask");
     let mask = supervise::block_signals().expect("block signals");
     if var("HUSHBOX_TEST_LOG").is_some() {
         tracing_subscriber::fmt()
@@ -98,8 +104,22 @@ fn act_as_supervisor() -> i32 {
         // Leave the terminal's foreground group, as `hushbox run … &` would be.
         nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).expect("setpgid");
     }
-    let user = var("HUSHBOX_TEST_USER")
-        .map(|spec| supervise::resolve_user(&spec.to_string_lossy()).expect("resolve --user"));
+    // Supplementary groups of hushbox itself, which a drop must not pass on.
+    if let Some(groups) = var("HUSHBOX_TEST_OWN_GROUPS") {
+        nix::unistd::setgroups(&parse_gids(&groups)).expect("setgroups");
+    }
+    if let Some(uid) = var("HUSHBOX_TEST_BECOME") {
+        let uid = nix::unistd::Uid::from_raw(uid.to_string_lossy().parse().expect("uid"));
+        nix::unistd::setresuid(uid, uid, uid).expect("setresuid");
+    }
+    let user = var("HUSHBOX_TEST_USER").map(|spec| {
+        let mut credentials =
+            supervise::resolve_user(&spec.to_string_lossy()).expect("resolve --user");
+        if let Some(groups) = var("HUSHBOX_TEST_CHILD_GROUPS") {
+            credentials.groups = parse_gids(&groups).iter().map(|gid| gid.as_raw()).collect();
+        }
+        credentials
+    });
 
     let spec = ChildSpec {
         program: var("HUSHBOX_TEST_PROGRAM").expect("HUSHBOX_TEST_PROGRAM"),
@@ -130,6 +150,13 @@ fn act_as_supervisor() -> i32 {
         fs::write(Path::new(&dir).join("terminal_after_run"), state).expect("write");
     }
     code
+}
+
+fn parse_gids(list: &std::ffi::OsStr) -> Vec<nix::unistd::Gid> {
+    list.to_string_lossy()
+        .split(',')
+        .map(|gid| nix::unistd::Gid::from_raw(gid.parse().expect("gid")))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -699,20 +726,40 @@ exit 0
     );
 }
 
+/// A run whose child is `cat /proc/self/status` (not a shell: dash clears
+/// its signal mask when it starts), returning the child's blocked and
+/// ignored signals.
+fn child_signal_state(scenario: impl FnOnce(Scenario) -> Scenario) -> String {
+    let mut base = Scenario::program("cat").env("HUSHBOX_TEST_ARG", "/proc/self/status");
+    let status = base.dir.path().join("status");
+    base.command
+        .stdout(fs::File::create(&status).expect("status file"));
+    let finished = scenario(base).start().finish();
+    assert_eq!(finished.code, 0, "stderr:\n{}", finished.stderr);
+    // The file also holds libtest's own "running 1 test".
+    read(&status)
+        .lines()
+        .filter(|line| line.starts_with("SigBlk:") || line.starts_with("SigIgn:"))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 #[test]
 fn child_starts_with_no_blocked_or_ignored_signal() {
     // The supervisor blocks nearly everything and ignores SIGTTIN/SIGTTOU;
-    // none of it may leak into the program. (/proc/self: grep inherits the
-    // shell's mask, and the shell's own status is unreliable, as dash blocks
-    // every signal while it waits for a command.)
-    let finished =
-        Scenario::script(r#"grep -E '^Sig(Blk|Ign):' /proc/self/status > "$DIR/signals"; exit 0"#)
-            .start()
-            .finish();
-    assert_eq!(finished.code, 0, "stderr:\n{}", finished.stderr);
+    // none of it may leak into the program.
     assert_eq!(
-        finished.read("signals"),
+        child_signal_state(|scenario| scenario),
         "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+}
+
+#[test]
+fn child_gets_back_the_mask_hushbox_was_started_with() {
+    // SIGUSR2 is signal 12: bit 11.
+    assert_eq!(
+        child_signal_state(|scenario| scenario.env("HUSHBOX_TEST_INHERITED_MASK", "1")),
+        "SigBlk:\t0000000000000800\nSigIgn:\t0000000000000000\n"
     );
 }
 
@@ -772,11 +819,50 @@ fn drops_privileges_to_the_given_user() {
     fs::set_permissions(scenario.dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
     let finished = scenario
         .env("HUSHBOX_TEST_USER", "65534:65534")
+        .env("HUSHBOX_TEST_OWN_GROUPS", "4242,4343")
         .start()
         .finish();
     assert_eq!(finished.code, 0, "stderr:\n{}", finished.stderr);
-    // `id -G` lists the gid and the supplementary groups: root's are gone.
+    // `id -G` lists the gid and the supplementary groups: hushbox's are gone.
     assert_eq!(finished.read("id"), "65534\n65534\n65534\n");
+}
+
+#[test]
+fn drops_privileges_with_the_given_supplementary_groups() {
+    if !is_root() {
+        eprintln!("skipped: dropping privileges needs root");
+        return;
+    }
+    let scenario = Scenario::script(r#"id -G > "$DIR/id"; exit 0"#);
+    fs::set_permissions(scenario.dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let finished = scenario
+        .env("HUSHBOX_TEST_USER", "65534:65534")
+        .env("HUSHBOX_TEST_OWN_GROUPS", "4242")
+        .env("HUSHBOX_TEST_CHILD_GROUPS", "4343,4444")
+        .start()
+        .finish();
+    assert_eq!(finished.code, 0, "stderr:\n{}", finished.stderr);
+    assert_eq!(finished.read("id"), "65534 4343 4444\n");
+}
+
+#[test]
+fn a_failed_privilege_drop_is_126_naming_the_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root to lose the right to setuid");
+        return;
+    }
+    // A supervisor that is already uid 65534 cannot become uid 65533.
+    let finished = Scenario::script("exit 0")
+        .env("HUSHBOX_TEST_USER", "65533:65533")
+        .env("HUSHBOX_TEST_BECOME", "65534")
+        .start()
+        .finish();
+    assert_eq!(finished.code, 126, "stderr:\n{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("as uid 65533"),
+        "{}",
+        finished.stderr
+    );
 }
 
 // ---------------------------------------------------------------------------
