@@ -624,7 +624,8 @@ echo "$PPID" > "$DIR/supervisor_pid"
 touch "$DIR/release"
 i=0
 while [ -e "/proc/$pid" ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i + 1)); done
-if [ -e "/proc/$pid" ]; then echo present > "$DIR/orphan_fate"; else echo reaped > "$DIR/orphan_fate"; fi
+fate=reaped; [ -e "/proc/$pid" ] && fate=present
+echo "$fate" > "$DIR/orphan_fate"
 grep -l '^State:[[:space:]]*Z' /proc/[0-9]*/status > "$DIR/zombies" 2>/dev/null
 exit 0
 "#;

@@ -122,11 +122,11 @@ fn fd_limit() -> libc::c_int {
 
 /// Runs in the child between fork and exec; see the SAFETY note in [`spawn`].
 ///
-/// std has already emptied the signal mask and reset SIGPIPE. The order here
-/// matters: the process group exists before the terminal is handed to it;
-/// privileges go last among the calls that need them, and in the order
-/// setgroups → setresgid → setresuid (after setresuid, the others are no
-/// longer allowed).
+/// The child still has the supervisor's signal mask here (std does not
+/// reset it), so no signal reaches it until the mask is restored, last. The
+/// order matters: the process group exists before the terminal is handed to
+/// it; privileges go in the order setgroups → setresgid → setresuid (after
+/// setresuid, the other two are no longer allowed).
 #[allow(unsafe_code)]
 fn prepare_child(setup: &ChildSetup) -> io::Result<()> {
     // Its own process group, so that forwarding to -pgid reaches everything
@@ -134,8 +134,10 @@ fn prepare_child(setup: &ChildSetup) -> io::Result<()> {
     setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
 
     if setup.take_terminal {
-        // SIGTTOU is ignored (inherited from the supervisor), so this call
-        // from a background group is allowed. Failing to get the terminal is
+        // SIGTTOU is blocked (the supervisor's mask) and ignored (inherited
+        // from the supervisor, as in tini), so this call from what is still a
+        // background group is allowed instead of stopping the child. Failing
+        // to get the terminal is
         // not a reason to refuse to run the program (tini does the same for
         // a missing terminal); the program then runs in the background.
         // SAFETY: tcsetpgrp(2) takes integers only; fd 0 may be closed by now

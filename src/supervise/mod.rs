@@ -29,6 +29,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::{Pid, getpid};
 
+use self::signals::Wakeup;
+
 pub use signals::{SignalMask, block_signals};
 pub use user::{Credentials, resolve_user, resolve_user_in};
 
@@ -134,15 +136,16 @@ pub fn run(spec: ChildSpec, options: &SupervisorOptions) -> Result<i32, SpawnErr
         && options.subreaper
         && let Err(errno) = nix::sys::prctl::set_child_subreaper(true)
     {
-        tracing::warn!(%errno, "cannot become a child subreaper; the child's orphans stay zombies");
+        // Orphans then go to the real init, which may or may not reap them.
+        tracing::warn!(%errno, "cannot become a child subreaper");
     }
 
     let program = spec.program.to_string_lossy().into_owned();
     let started = child::spawn(spec, &options.mask)?;
-    let pid = started.pid;
-    tracing::debug!(pid = pid.as_raw(), %program, terminal = started.took_terminal, "started child");
+    let (pid, terminal) = (started.pid.as_raw(), started.took_terminal);
+    tracing::debug!(pid, %program, terminal, "started child");
 
-    let outcome = supervise(pid, &set);
+    let outcome = supervise(started.pid, &set);
     if started.took_terminal {
         child::reclaim_terminal();
     }
@@ -151,33 +154,36 @@ pub fn run(spec: ChildSpec, options: &SupervisorOptions) -> Result<i32, SpawnErr
 
 /// The supervisor loop: wait for a signal, forward it or reap, until the
 /// main child has been reaped.
-fn supervise(pid: Pid, set: &nix::sys::signal::SigSet) -> Result<i32, SpawnError> {
+fn supervise(child: Pid, set: &nix::sys::signal::SigSet) -> Result<i32, SpawnError> {
+    let pid = child.as_raw();
     loop {
-        match signals::wait_for_signal(set, REAP_INTERVAL) {
-            Ok(signals::Wakeup::Signal { signo, .. }) if signo == Signal::SIGCHLD as i32 => {}
-            Ok(signals::Wakeup::Signal {
+        let wakeup = signals::wait_for_signal(set, REAP_INTERVAL)
+            .map_err(|error| SpawnError::internal("waiting for signals failed", error))?;
+        match wakeup {
+            // Not forwarded: it only means "reap".
+            Wakeup::Signal { signo, .. } if signo == Signal::SIGCHLD as i32 => {}
+            // Raised by hushbox's own doing (SIGPIPE from a log line written
+            // to a closed pipe, say): it is not addressed to the child.
+            Wakeup::Signal {
                 signo,
                 from_self: true,
-            }) => {
-                // Raised by hushbox's own doing (SIGPIPE from a log line written
-                // to a closed pipe, say): it is not addressed to the child.
-                tracing::debug!(signal = %signals::name(signo), "not forwarding a signal hushbox raised itself");
+            } => {
+                let signal = signals::name(signo);
+                tracing::debug!(%signal, "not forwarding a signal hushbox raised itself");
             }
-            Ok(signals::Wakeup::Signal { signo, .. }) => match signals::forward(signo, pid) {
-                Ok(()) => {
-                    tracing::debug!(signal = %signals::name(signo), pid = pid.as_raw(), "forwarded signal")
+            Wakeup::Signal { signo, .. } => {
+                let signal = signals::name(signo);
+                match signals::forward(signo, child) {
+                    Ok(()) => tracing::debug!(%signal, pid, "forwarded signal"),
+                    Err(errno) => tracing::debug!(%signal, pid, %errno, "could not forward"),
                 }
-                Err(errno) => {
-                    tracing::debug!(signal = %signals::name(signo), pid = pid.as_raw(), %errno, "could not forward signal")
-                }
-            },
-            Ok(signals::Wakeup::Nothing) => {}
-            Err(error) => return Err(SpawnError::internal("waiting for signals failed", error)),
+            }
+            Wakeup::Nothing => {}
         }
 
         // After every wakeup, not only SIGCHLD: cheap, and it is what makes
         // the timeout a safety net.
-        let reaped = child::reap(pid)
+        let reaped = child::reap(child)
             .map_err(|error| SpawnError::internal("waiting for the child failed", error))?;
         if let Some(code) = reaped.main {
             return Ok(code);

@@ -161,10 +161,11 @@ pub(super) struct SupervisorDispositions {
 }
 
 impl SupervisorDispositions {
-    /// - SIGTTIN and SIGTTOU ignored, as tini does: the child inherits that
-    ///   across fork, which lets it call `tcsetpgrp` from what is still a
-    ///   background group, and lets the supervisor take the terminal back at
-    ///   the end. The child resets them before exec.
+    /// - SIGTTIN and SIGTTOU ignored, as tini does. Being blocked already
+    ///   lets the child call `tcsetpgrp` from what is still a background
+    ///   group, and the supervisor take the terminal back at the end; being
+    ///   ignored too keeps that true should a caller's mask ever lack them.
+    ///   The child resets every disposition before exec.
     /// - SIGCHLD at its default. Were it SIG_IGN (inherited through exec from
     ///   a careless parent), the kernel would reap children on its own and
     ///   `waitpid` could never report the child's exit code.
@@ -220,6 +221,27 @@ mod tests {
         ] {
             assert!(set.contains(signal), "{signal} must be blocked");
         }
+    }
+
+    #[test]
+    fn a_signal_raised_by_this_process_is_marked_as_ours() {
+        // raise() targets this thread alone, so blocking SIGUSR2 here (not in
+        // the whole test process) is enough to keep it pending for the wait.
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGUSR2);
+        let previous = set.thread_swap_mask(SigmaskHow::SIG_BLOCK).unwrap();
+        nix::sys::signal::raise(Signal::SIGUSR2).unwrap();
+        let wakeup = wait_for_signal(&set, Duration::from_secs(5)).unwrap();
+        let nothing = wait_for_signal(&set, Duration::from_millis(10)).unwrap();
+        previous.thread_set_mask().unwrap();
+        assert!(matches!(
+            wakeup,
+            Wakeup::Signal { signo, from_self: true } if signo == libc::SIGUSR2
+        ));
+        assert!(
+            matches!(nothing, Wakeup::Nothing),
+            "the timeout ends the wait"
+        );
     }
 
     #[test]
