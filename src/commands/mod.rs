@@ -68,6 +68,7 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     hushbox_file::register(&mut registry);
     hushbox_age::register(&mut registry);
+    hushbox_aws::register(&mut registry);
     registry
 }
 
