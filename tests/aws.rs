@@ -1,0 +1,360 @@
+//! The `hushbox` binary with AWS Secrets Manager, as a new user runs it:
+//! `moto_server` as the endpoint (one per test, on a free loopback port,
+//! polled until it answers, killed on drop), reached through
+//! `AWS_ENDPOINT_URL` and fake keys in hushbox's environment.
+//!
+//! Fixtures are created with the service's own JSON API over plain HTTP
+//! (moto checks no signature), and calls are counted by moto's request
+//! recorder. Without `moto_server` the tests fail and say what to install.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const HUSHBOX: &str = env!("CARGO_BIN_EXE_hushbox");
+
+/// A running `moto_server`, killed on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording.jsonl"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot start `moto_server` ({error}): these tests need a real Secrets \
+                     Manager endpoint; run `pip install 'moto[server]'`"
+                )
+            });
+        let mut moto = Moto {
+            child,
+            port,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                let log = std::fs::read_to_string(moto._dir.path().join("moto.log"));
+                panic!(
+                    "`moto_server` exited ({status}) before answering; run `pip install \
+                     'moto[server]'` if it lacks its server dependencies. Its output:\n{}",
+                    log.unwrap_or_default()
+                );
+            }
+            if matches!(moto.try_http("GET", "/moto-api/", &[], b""), Ok((200, _))) {
+                return moto;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "`moto_server` did not answer"
+            );
+            // The polling interval, not a guess at readiness.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn try_http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut request = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n",
+            self.port,
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes())?;
+        stream.write_all(body)?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        let status = String::from_utf8_lossy(&response)
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body_start = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(response.len(), |at| at + 4);
+        Ok((status, response[body_start..].to_vec()))
+    }
+
+    fn http(&self, method: &str, path: &str) -> Vec<u8> {
+        let (status, body) = self.try_http(method, path, &[], b"").unwrap();
+        assert_eq!(status, 200, "{method} {path}");
+        body
+    }
+
+    /// One Secrets Manager call through its JSON API.
+    fn call(&self, operation: &str, body: serde_json::Value) {
+        let target = format!("secretsmanager.{operation}");
+        let headers = [
+            ("X-Amz-Target", target.as_str()),
+            ("Content-Type", "application/x-amz-json-1.1"),
+            // moto picks the service from the credential scope.
+            (
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+            ),
+        ];
+        let (status, response) = self
+            .try_http("POST", "/", &headers, body.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(
+            status,
+            200,
+            "{operation}: {}",
+            String::from_utf8_lossy(&response)
+        );
+    }
+
+    fn create_secret(&self, name: &str, value: &str) {
+        self.call(
+            "CreateSecret",
+            serde_json::json!({ "Name": name, "SecretString": value }),
+        );
+    }
+
+    fn start_recording(&self) {
+        self.http("POST", "/moto-api/recorder/reset-recording");
+        self.http("POST", "/moto-api/recorder/start-recording");
+    }
+
+    /// The operations the server handled since `start_recording`, in order.
+    fn recorded_operations(&self) -> Vec<String> {
+        self.http("POST", "/moto-api/recorder/stop-recording");
+        let recording = self.http("GET", "/moto-api/recorder/download-recording");
+        String::from_utf8(recording)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+                let headers = entry["headers"].as_object().unwrap();
+                headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))
+                    .and_then(|(_, value)| value.as_str())
+                    .and_then(|target| target.rsplit('.').next())
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// `hushbox ARGS` in `dir` with a clean environment: fake keys, the
+    /// region and the endpoint, as a user with a local endpoint sets them.
+    fn hushbox(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(HUSHBOX);
+        command
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", dir)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", self.url())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HUSHBOX_LOG", "trace");
+        command
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn output(mut command: Command) -> Output {
+    command.stdin(Stdio::null()).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn tmpfs_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hushbox-aws-")
+        .tempdir_in("/dev/shm")
+        .unwrap()
+}
+
+#[test]
+fn inject_delivers_aws_secrets_to_tmpfs_in_one_batch() {
+    let moto = Moto::start();
+    let canary = format!("hushbox-canary-{:x}", rand::random::<u64>());
+    moto.create_secret("prod/api", &format!(r#"{{"key":"{canary}","user":"svc"}}"#));
+    moto.create_secret("prod/db", "db-password-1");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("hushbox.toml"),
+        "version = 1\n\
+         [backends.aws]\nkind = \"aws\"\nregion = \"us-east-1\"\n\
+         [secrets.api_key]\nref = \"aws://prod/api#key\"\n\
+         [secrets.api_user]\nref = \"aws://prod/api#user\"\n\
+         [secrets.db_password]\nref = \"aws://prod/db\"\n",
+    )
+    .unwrap();
+    let out = tmpfs_dir();
+
+    moto.start_recording();
+    let result = output(moto.hushbox(
+        project.path(),
+        &["inject", "--dir", out.path().to_str().unwrap()],
+    ));
+    let operations = moto.recorded_operations();
+
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert_eq!(
+        std::fs::read(out.path().join("api_key")).unwrap(),
+        canary.as_bytes()
+    );
+    assert_eq!(std::fs::read(out.path().join("api_user")).unwrap(), b"svc");
+    assert_eq!(
+        std::fs::read(out.path().join("db_password")).unwrap(),
+        b"db-password-1"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.path().join("db_password"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "readable by others: {mode:o}");
+    // Two secrets (three references), one call.
+    assert_eq!(operations, ["BatchGetSecretValue"]);
+    // Traced at TRACE level, and still no value in the logs.
+    let logs = stderr(&result);
+    assert!(!logs.contains(&canary), "the value leaked into stderr");
+    assert!(
+        !logs.contains("db-password-1"),
+        "the value leaked into stderr"
+    );
+}
+
+#[test]
+fn run_resolves_aws_environment_references_without_a_manifest() {
+    let moto = Moto::start();
+    moto.create_secret("prod/api", r#"{"key":"api-key-1"}"#);
+    moto.create_secret("prod/tls", "-----BEGIN CERTIFICATE-----\nMIIB\n");
+    moto.call(
+        "PutSecretValue",
+        serde_json::json!({ "SecretId": "prod/api", "SecretString": r#"{"key":"api-key-2"}"# }),
+    );
+    let project = tempfile::tempdir().unwrap();
+    let mut command = moto.hushbox(
+        project.path(),
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo \"api=$API\"; echo \"old=$OLD_API\"; echo \"path=$TLS_FILE\"; cat \"$TLS_FILE\"",
+        ],
+    );
+    command
+        .env("API", "aws://prod/api#key")
+        .env("OLD_API", "aws://prod/api?version_stage=AWSPREVIOUS#key")
+        .env("TLS_FILE", "aws://prod/tls");
+    let result = output(command);
+    let out = stdout(&result);
+    assert!(result.status.success(), "{out}\n{}", stderr(&result));
+    assert!(out.contains("api=api-key-2\n"), "{out}");
+    assert!(out.contains("old=api-key-1\n"), "{out}");
+    assert!(out.contains("-----BEGIN CERTIFICATE-----\nMIIB\n"), "{out}");
+    let path = out
+        .lines()
+        .find_map(|line| line.strip_prefix("path="))
+        .unwrap();
+    assert!(!Path::new(path).exists(), "{path} outlived the run");
+}
+
+#[test]
+fn missing_secrets_and_missing_credentials_fail_closed_with_their_codes() {
+    let moto = Moto::start();
+    moto.create_secret("prod/present", "here");
+    let project = tempfile::tempdir().unwrap();
+    let out = tmpfs_dir();
+    std::fs::write(
+        project.path().join("hushbox.toml"),
+        "version = 1\n\
+         [secrets.present]\nref = \"aws://prod/present\"\n\
+         [secrets.absent]\nref = \"aws://prod/absent\"\n",
+    )
+    .unwrap();
+    let result = output(moto.hushbox(
+        project.path(),
+        &["inject", "--dir", out.path().to_str().unwrap()],
+    ));
+    assert_eq!(result.status.code(), Some(66), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("aws://prod/absent: no such secret"),
+        "{}",
+        stderr(&result)
+    );
+    assert!(
+        std::fs::read_dir(out.path()).unwrap().next().is_none(),
+        "a partial generation was written"
+    );
+
+    let mut command = moto.hushbox(project.path(), &["get", "aws://prod/present"]);
+    command
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    let result = output(command);
+    assert_eq!(result.status.code(), Some(77), "{}", stderr(&result));
+    let message = stderr(&result);
+    assert!(
+        message.contains(
+            "aws://prod/present: no AWS credentials: the standard AWS credential chain found none"
+        ),
+        "{message}"
+    );
+    for link in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "IMDSv2",
+    ] {
+        assert!(message.contains(link), "{link}: {message}");
+    }
+}
