@@ -207,14 +207,14 @@ mod tests {
 
     #[test]
     fn read_bounded_accepts_exactly_the_limit_and_refuses_one_more() {
-        let data = vec![1u8; 64];
+        let data = [1u8; 64];
         assert_eq!(
             SecretValue::read_bounded(&mut &data[..], 0, 64)
                 .unwrap()
                 .len(),
             64
         );
-        let over = vec![1u8; 65];
+        let over = [1u8; 65];
         assert!(matches!(
             SecretValue::read_bounded(&mut &over[..], 65, 64),
             Err(ReadError::TooLarge { limit: 64 })
