@@ -1,0 +1,243 @@
+//! What can go wrong talking to Vault / OpenBao, and how each failure maps
+//! onto a [`hushbox_core::ErrorKind`].
+//!
+//! Every message is hushbox's own wording. A response body never enters an
+//! error: Vault's error strings can echo request input, and a body on an
+//! error path may be a secret document. No error of `reqwest`, `rustify` or
+//! `vaultrs` is attached as a source either: `rustify`'s errors hold the
+//! response body (`ServerResponseError { content }`, `ResponseParseError
+//! { content }`) and their `Debug` prints it. Transport failures are
+//! described from the innermost I/O or TLS error, whose text is the OS's or
+//! rustls's own.
+
+use std::error::Error as StdError;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hushbox_core::{Error, ErrorKind};
+
+/// A failure, before it is turned into a [`hushbox_core::Error`]. Variants
+/// carry no subject: callers add the reference or the path.
+#[derive(Debug)]
+pub(crate) enum VaultError {
+    /// HTTP 404 (or a KV version that was deleted or destroyed).
+    NotFound { version: Option<u64> },
+    /// HTTP 403 with a token the server accepts: a policy denies the path.
+    Denied,
+    /// The token is missing, invalid or expired, and logging in again did
+    /// not help.
+    Unauthenticated { why: String },
+    /// A login was refused (wrong role, secret id, JWT…).
+    LoginRefused { method: &'static str, status: u16 },
+    /// Every attempt within the retry deadline failed with a retryable error.
+    Unavailable {
+        last: String,
+        attempts: u32,
+        elapsed: Duration,
+    },
+    /// The TLS handshake failed: an untrusted or invalid certificate.
+    Tls { address: String, detail: String },
+    /// Another 4xx status: the request itself is wrong.
+    Rejected { status: u16 },
+    /// The server answered with something that is not what was asked for.
+    Malformed { what: &'static str },
+    /// The document is larger than `max_size`.
+    TooLarge { limit: usize },
+    /// A credential or certificate file could not be read.
+    File {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A setting or a reference is wrong.
+    Config(String),
+}
+
+impl From<VaultError> for Error {
+    fn from(error: VaultError) -> Self {
+        match error {
+            VaultError::NotFound { version: None } => {
+                Error::not_found("no secret at this path (HTTP 404)")
+            }
+            VaultError::NotFound {
+                version: Some(version),
+            } => Error::not_found(format!(
+                "version {version} does not exist, or was deleted or destroyed (HTTP 404)"
+            )),
+            VaultError::Denied => Error::new(
+                ErrorKind::PermissionDenied,
+                "permission denied: the token is valid, but no policy of it allows this path (HTTP 403)",
+            ),
+            VaultError::Unauthenticated { why } => Error::new(
+                ErrorKind::Unauthenticated,
+                format!("unauthenticated: {why}"),
+            ),
+            VaultError::LoginRefused { method, status } => Error::new(
+                ErrorKind::Unauthenticated,
+                format!(
+                    "unauthenticated: the {method} login was refused (HTTP {status}); check the role and the credential files"
+                ),
+            ),
+            VaultError::Unavailable {
+                last,
+                attempts,
+                elapsed,
+            } => Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "unavailable: {last} (gave up after {attempts} attempt{} over {:.1} s)",
+                    if attempts == 1 { "" } else { "s" },
+                    elapsed.as_secs_f64()
+                ),
+            ),
+            VaultError::Tls { address, detail } => Error::config(format!(
+                "TLS with {address} failed: {detail} (set `ca_cert` or VAULT_CACERT to the CA that signed the server's certificate)"
+            )),
+            VaultError::Rejected { status: 405 } => Error::unsupported(
+                "the server does not support this operation on this path (HTTP 405)",
+            ),
+            VaultError::Rejected { status } => Error::config(format!(
+                "the server refused the request as invalid (HTTP {status}); check the path and its ?parameters"
+            )),
+            VaultError::Malformed { what } => Error::malformed(format!(
+                "the server's answer is not what was expected: {what}"
+            )),
+            VaultError::TooLarge { limit } => Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "the secret is larger than the limit of {limit} bytes (raise `max_size` if it really is a secret)"
+                ),
+            ),
+            VaultError::File { what, path, source } => {
+                let message = format!("cannot read the {what} {}", path.display());
+                // A credential file the process cannot read is a setup
+                // problem of the same family as a wrong credential.
+                let kind = match source.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                        if what.contains("certificate") {
+                            ErrorKind::Config
+                        } else {
+                            ErrorKind::Unauthenticated
+                        }
+                    }
+                    _ => ErrorKind::Io,
+                };
+                Error::new(kind, message).with_source(source)
+            }
+            VaultError::Config(message) => Error::config(message),
+        }
+    }
+}
+
+/// A one-line description of a transport failure, from the innermost error
+/// that says something: an I/O error (`Connection refused (os error 111)`),
+/// a rustls error (`invalid peer certificate: UnknownIssuer`) or a timeout.
+/// None of these carries a body.
+pub(crate) fn describe_transport(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "the request timed out".to_owned();
+    }
+    let mut innermost: Option<String> = None;
+    let mut source: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            innermost = Some(match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
+                std::io::ErrorKind::TimedOut => "connection timed out".to_owned(),
+                _ => io.to_string(),
+            });
+        } else if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            innermost = Some(tls.to_string());
+        }
+        source = cause.source();
+    }
+    match innermost {
+        Some(text) if error.is_connect() => format!("cannot connect: {text}"),
+        Some(text) => format!("the connection failed: {text}"),
+        None if error.is_connect() => "cannot connect".to_owned(),
+        None => "the connection failed".to_owned(),
+    }
+}
+
+/// The rustls error behind a failed handshake, if that is what failed.
+/// Certificate problems are not retried: they do not go away.
+pub(crate) fn tls_failure(error: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        source = cause.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        let cases = [
+            (VaultError::NotFound { version: None }, ErrorKind::NotFound),
+            (
+                VaultError::NotFound { version: Some(3) },
+                ErrorKind::NotFound,
+            ),
+            (VaultError::Denied, ErrorKind::PermissionDenied),
+            (
+                VaultError::Unauthenticated { why: "x".into() },
+                ErrorKind::Unauthenticated,
+            ),
+            (
+                VaultError::LoginRefused {
+                    method: "approle",
+                    status: 400,
+                },
+                ErrorKind::Unauthenticated,
+            ),
+            (
+                VaultError::Unavailable {
+                    last: "HTTP 503".into(),
+                    attempts: 4,
+                    elapsed: Duration::from_millis(1500),
+                },
+                ErrorKind::Unavailable,
+            ),
+            (
+                VaultError::Tls {
+                    address: "https://v".into(),
+                    detail: "bad".into(),
+                },
+                ErrorKind::Config,
+            ),
+            (VaultError::Rejected { status: 400 }, ErrorKind::Config),
+            (VaultError::Rejected { status: 405 }, ErrorKind::Unsupported),
+            (
+                VaultError::Malformed { what: "x" },
+                ErrorKind::MalformedPayload,
+            ),
+            (VaultError::TooLarge { limit: 1 }, ErrorKind::TooLarge),
+        ];
+        for (error, kind) in cases {
+            let text = format!("{error:?}");
+            let error = Error::from(error);
+            assert_eq!(error.kind(), kind, "{text}");
+            assert!(error.is_retryable() == (kind == ErrorKind::Unavailable));
+        }
+    }
+
+    #[test]
+    fn unavailable_says_how_long_it_tried() {
+        let error = Error::from(VaultError::Unavailable {
+            last: "cannot connect: connection refused".into(),
+            attempts: 5,
+            elapsed: Duration::from_millis(2049),
+        });
+        assert_eq!(
+            error.to_string(),
+            "unavailable: cannot connect: connection refused (gave up after 5 attempts over 2.0 s)"
+        );
+    }
+}
