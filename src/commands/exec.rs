@@ -75,12 +75,16 @@ pub(super) fn exec(
         ),
         _ => {}
     }
+    if let Some(credentials) = &user {
+        drop_privileges(credentials)?;
+    }
     let mut command = args.command.into_iter();
     let spec = ChildSpec {
         program: command.next().expect("clap requires a command"),
         args: command.collect(),
         env,
-        user,
+        // hushbox itself is already the user: the child inherits it.
+        user: None,
         foreground_tty: false,
     };
     let code = supervise::run(
@@ -95,4 +99,33 @@ pub(super) fn exec(
         errors: vec![Error::config(error.to_string())],
     })?;
     Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
+}
+
+/// Drops hushbox's own privileges (supplementary groups, then gid, then uid)
+/// before the child is spawned, so the supervisor runs as the same user as
+/// the app. It holds no secrets by then and needs no privilege to reap; and
+/// in a container started with `--cap-drop ALL` a root supervisor could not
+/// even forward `docker stop`'s SIGTERM to a process of another user, for
+/// lack of CAP_KILL.
+fn drop_privileges(credentials: &supervise::Credentials) -> Result<(), Error> {
+    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+    let groups: Vec<Gid> = credentials
+        .groups
+        .iter()
+        .copied()
+        .map(Gid::from_raw)
+        .collect();
+    let gid = Gid::from_raw(credentials.gid);
+    let uid = Uid::from_raw(credentials.uid);
+    let failed = |what: &str, errno: nix::errno::Errno| {
+        Error::new(
+            hushbox_core::ErrorKind::PermissionDenied,
+            format!("cannot drop privileges ({what}): needs root or CAP_SETUID and CAP_SETGID"),
+        )
+        .with_source(std::io::Error::from(errno))
+    };
+    setgroups(&groups).map_err(|errno| failed("setgroups", errno))?;
+    setresgid(gid, gid, gid).map_err(|errno| failed("setresgid", errno))?;
+    setresuid(uid, uid, uid).map_err(|errno| failed("setresuid", errno))?;
+    Ok(())
 }

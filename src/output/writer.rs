@@ -367,11 +367,14 @@ impl GenerationWriter {
             Error::io("cannot set the generation directory's mode", errno.into())
                 .with_subject(dir_path().display())
         })?;
-        self.set_owner(generation.as_fd(), &dir_path())?;
         for (index, (name, value)) in files.iter().enumerate() {
             fault::check(index)?;
             self.write_file(generation.as_fd(), &dir_path().join(name), name, value)?;
         }
+        // Given away only once it is filled: a root hushbox without
+        // CAP_DAC_OVERRIDE (a container with `--cap-drop ALL`) cannot create
+        // files in a directory that already belongs to another user.
+        self.set_owner(generation.as_fd(), &dir_path())?;
         fault::check(files.len())?;
         fsync(&generation).map_err(|errno| {
             Error::io("cannot sync the new generation", errno.into())
@@ -409,8 +412,10 @@ impl GenerationWriter {
     }
 
     /// Creates one secret file. The file is made with mode 0, then given its
-    /// owner and mode, and only then written: no byte is ever readable under
-    /// a wider mode or a different owner than configured.
+    /// mode and owner, and only then written: no byte is ever readable under
+    /// a wider mode or a different owner than configured. The mode comes
+    /// first because changing the mode of a file hushbox no longer owns needs
+    /// CAP_FOWNER, which a container with `--cap-drop ALL` lacks.
     fn write_file(
         &self,
         generation: BorrowedFd<'_>,
@@ -427,11 +432,11 @@ impl GenerationWriter {
         .map_err(|errno| {
             Error::io("cannot create the secret file", errno.into()).with_subject(path.display())
         })?;
-        self.set_owner(fd.as_fd(), path)?;
         fchmod(&fd, Mode::from_bits_truncate(self.mode)).map_err(|errno| {
             Error::io("cannot set the secret file's mode", errno.into())
                 .with_subject(path.display())
         })?;
+        self.set_owner(fd.as_fd(), path)?;
         let mut file = File::from(fd);
         // expose(): the value leaves hushbox's custody into the secret file.
         file.write_all(value.expose())

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Assembles rootfs/ for the example image: a static hushbox, a static
+# busybox (Debian package busybox-static) for the shell and tools the example
+# server uses, /etc/passwd with an `app` user, the manifest and the
+# encrypted store.
+#
+#   HUSHBOX_BIN=path  use this hushbox instead of building a static one; if it
+#                     is dynamically linked, its libraries are copied too.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+rootfs="$here/rootfs"
+busybox=${BUSYBOX:-/bin/busybox}
+[ -x "$busybox" ] || { echo "build.sh: needs a static busybox: apt-get install busybox-static" >&2; exit 1; }
+if [ -z "${HUSHBOX_BIN:-}" ]; then
+  target=$(rustc -vV | sed -n 's/^host: //p')
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet \
+    --manifest-path "$root/Cargo.toml" --bin hushbox --target "$target"
+  HUSHBOX_BIN="$root/target/$target/release/hushbox"
+fi
+rm -rf "$rootfs"
+mkdir -p "$rootfs"/{bin,etc,app,run/hushbox,tmp}
+cp "$HUSHBOX_BIN" "$rootfs/hushbox"
+# A dynamically linked hushbox (the test build) brings its libraries along.
+ldd "$HUSHBOX_BIN" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+  mkdir -p "$rootfs$(dirname "$lib")"
+  cp -L "$lib" "$rootfs$lib"
+done
+cp "$busybox" "$rootfs/bin/busybox"
+for tool in sh id stat cat wc sleep echo ls; do ln -s busybox "$rootfs/bin/$tool"; done
+printf 'root:x:0:0:root:/:/bin/sh\napp:x:1000:1000:app:/app:/bin/sh\n' > "$rootfs/etc/passwd"
+printf 'root:x:0:\napp:x:1000:\n' > "$rootfs/etc/group"
+cp "$here/hushbox.toml" "$here/server.sh" "$rootfs/app/"
+cp -r "$here/secrets" "$rootfs/app/secrets"
+echo "build.sh: rootfs ready in $rootfs"

@@ -1,0 +1,380 @@
+//! `hushbox exec` as a container entrypoint: as PID 1 in a new PID namespace,
+//! and in a real container on the machine's Docker engine.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const HUSHBOX: &str = env!("CARGO_BIN_EXE_hushbox");
+
+fn require_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(found, "this test needs `{tool}`: apt-get install {package}");
+}
+
+/// A project with an identity, a store holding `db_password`, and a
+/// manifest that writes it to a fresh tmpfs directory.
+struct Project {
+    dir: tempfile::TempDir,
+    out: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(extra_manifest: &str) -> Self {
+        require_tool("unshare", "util-linux");
+        let dir = tempfile::tempdir().unwrap();
+        let out = tempfile::Builder::new()
+            .prefix("hushbox-exec-")
+            .tempdir_in("/dev/shm")
+            .unwrap();
+        let manifest = format!(
+            "version = 1\n[backends.age]\nkind = \"age\"\nstore = \"secrets\"\n[output]\ndir = \"{}\"\n\
+             [secrets.db_password]\nref = \"age://db\"\nenv = \"DB_PASSWORD_FILE\"\n{extra_manifest}",
+            out.path().join("secrets").display()
+        );
+        std::fs::write(dir.path().join("hushbox.toml"), manifest).unwrap();
+        let project = Self { dir, out };
+        assert!(
+            project
+                .hushbox(&["keygen"])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+        assert!(
+            project
+                .hushbox(&["store", "init"])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+        let mut set = project
+            .hushbox(&["store", "set", "db"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut set.stdin.take().unwrap(), b"hunter2").unwrap();
+        assert!(set.wait().unwrap().success());
+        project
+    }
+
+    fn secrets_dir(&self) -> PathBuf {
+        self.out.path().join("secrets")
+    }
+
+    fn hushbox(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(HUSHBOX);
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", self.dir.path())
+            .env("HUSHBOX_IDENTITY", self.dir.path().join("identity.txt"));
+        command
+    }
+
+    /// `hushbox exec ARGS` as PID 1 of a new PID namespace.
+    fn exec_as_pid1(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("unshare");
+        command
+            .args(["--pid", "--fork", "--mount-proc", HUSHBOX, "exec"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", self.dir.path())
+            .env("HUSHBOX_IDENTITY", self.dir.path().join("identity.txt"));
+        command
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Reads the child's stdout until a line equal to `wanted`, returning all
+/// lines read. Panics with what it saw after `timeout`.
+fn wait_for_line(child: &mut Child, wanted: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let reader = BufReader::new(child.stdout.as_mut().unwrap());
+    for line in reader.lines() {
+        let line = line.unwrap();
+        let done = line == wanted;
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+    panic!("stdout closed before {wanted:?}: {lines:?}");
+}
+
+#[test]
+fn pid1_forwards_signals_reaps_orphans_and_passes_the_exit_code() {
+    let project = Project::new("");
+    let script = r#"
+        for s in HUP USR1 INT; do trap "echo got-$s" $s; done
+        trap 'echo got-TERM; echo "zombies=$(grep -l "^State:.Z" /proc/[0-9]*/status 2>/dev/null | wc -l)"; exit 3' TERM
+        echo "init=$(tr '\0' ' ' < /proc/1/cmdline | cut -d' ' -f2) secret=$(cat "$DB_PASSWORD_FILE")"
+        sh -c 'sleep 0.05 & exit 0'
+        echo ready
+        while :; do sleep 0.05; done
+    "#;
+    let mut child = project
+        .exec_as_pid1(&["--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = wait_for_line(&mut child, "ready");
+    assert_eq!(
+        lines[0], "init=exec secret=hunter2",
+        "hushbox exec is PID 1"
+    );
+    // unshare does not forward signals: signal hushbox (PID 1 inside the
+    // namespace) by its pid outside, the one child of unshare.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+    let unshare = nix::unistd::Pid::from_raw(children.trim().parse().unwrap());
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    for (signal, name) in [
+        (nix::sys::signal::Signal::SIGHUP, "got-HUP"),
+        (nix::sys::signal::Signal::SIGUSR1, "got-USR1"),
+        (nix::sys::signal::Signal::SIGINT, "got-INT"),
+    ] {
+        nix::sys::signal::kill(unshare, signal).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), name);
+    }
+    // The orphaned `sleep` has been reaped by now or will be before exit.
+    nix::sys::signal::kill(unshare, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(rest.contains("got-TERM"), "{rest}");
+    assert!(rest.contains("zombies=0"), "{rest}");
+    assert_eq!(status.code(), Some(3));
+}
+
+#[test]
+fn stop_and_continue_do_not_confuse_the_supervisor() {
+    let project = Project::new("");
+    let mut child = project
+        .hushbox(&["exec", "--", "sh", "-c", "echo ready; read line; exit 7"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_line(&mut child, "ready");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    drop(child.stdin.take());
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+}
+
+#[test]
+fn exec_drops_privileges_and_gives_the_files_to_the_user() {
+    let project = Project::new("");
+    let output = project
+        .hushbox(&[
+            "exec",
+            "--user",
+            "nobody",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$(id -u) $(id -G) $(stat -L -c '%a %u' \"$DB_PASSWORD_FILE\") $(cat \"$DB_PASSWORD_FILE\")\"",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "65534 65534 400 65534 hunter2"
+    );
+}
+
+#[test]
+fn exec_bad_input_fails_before_the_child_starts() {
+    let project = Project::new("[secrets.missing]\nref = \"age://nope\"\n");
+    let marker = project.dir.path().join("started");
+    let touch = ["--", "touch", marker.to_str().unwrap()];
+    let output = project
+        .hushbox(&[&["exec"][..], &touch[..]].concat())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(66), "{}", stderr(&output));
+    assert!(!marker.exists(), "the child started without its secrets");
+    // The output directory is checked (and created) before anything is
+    // fetched; it must hold nothing afterwards.
+    let left: Vec<_> = std::fs::read_dir(project.secrets_dir())
+        .map(|entries| entries.map(|entry| entry.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "files were left behind: {left:?}");
+
+    let project = Project::new("");
+    let output = project
+        .hushbox(&["exec", "--", "/no/such/program"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(127), "{}", stderr(&output));
+    let output = project
+        .hushbox(&["exec", "--user", "no-such-user", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78), "{}", stderr(&output));
+    assert!(stderr(&output).contains("no-such-user"));
+    let disk = project.dir.path().join("out");
+    let output = project
+        .hushbox(&["exec", "--dir", disk.to_str().unwrap(), "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78), "{}", stderr(&output));
+    assert!(stderr(&output).contains("not tmpfs"), "{}", stderr(&output));
+}
+
+/// Removes a Docker image and its containers when the test ends.
+struct DockerImage(String);
+
+impl Drop for DockerImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+fn docker(args: &[&str]) -> Output {
+    let output = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        stderr(&output)
+    );
+    output
+}
+
+#[test]
+fn container_example_runs_as_the_app_user_and_stops_cleanly() {
+    require_tool("docker", "docker.io (and a running Docker engine)");
+    require_tool("busybox", "busybox-static");
+    let busybox = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v busybox"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/container");
+    let work = tempfile::tempdir().unwrap();
+    for file in ["Dockerfile", "hushbox.toml", "server.sh", "build.sh"] {
+        std::fs::copy(example.join(file), work.path().join(file)).unwrap();
+    }
+    // What the README tells a user to do: an identity, a store, a secret.
+    let run = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut command = Command::new(HUSHBOX);
+        command
+            .args(["--identity", "identity.txt"])
+            .args(args)
+            .current_dir(work.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+        let mut child = command.spawn().unwrap();
+        if let Some(bytes) = stdin {
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
+        }
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success(), "hushbox {args:?}");
+    };
+    run(&["keygen", "-o", "identity.txt"], None);
+    run(&["store", "init"], None);
+    run(&["store", "set", "db_password"], Some(b"hunter2"));
+    let build = Command::new(work.path().join("build.sh"))
+        .env("HUSHBOX_BIN", HUSHBOX)
+        .env("BUSYBOX", busybox.trim())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "build.sh: {}", stderr(&build));
+
+    let tag = format!("hushbox-test-{}:latest", std::process::id());
+    let _image = DockerImage(tag.clone());
+    docker(&["build", "-q", "-t", &tag, work.path().to_str().unwrap()]);
+    let identity = work.path().join("identity.txt");
+    let mount = format!("{}:/run/hushbox/identity.txt:ro", identity.display());
+    let started = docker(&[
+        "run",
+        "-d",
+        "--read-only",
+        "--tmpfs",
+        "/run/secrets:mode=0755",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CHOWN",
+        "--cap-add",
+        "SETUID",
+        "--cap-add",
+        "SETGID",
+        "-v",
+        &mount,
+        &tag,
+    ]);
+    let container = String::from_utf8(started.stdout).unwrap().trim().to_owned();
+    let logs = || {
+        let output = Command::new("docker")
+            .args(["logs", &container])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !logs().contains("server: ready") {
+        assert!(
+            Instant::now() < deadline,
+            "the server never got ready: {}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopping = Instant::now();
+    docker(&["stop", &container]);
+    let stop_time = stopping.elapsed();
+    eprintln!("docker stop took {stop_time:?}");
+    let code =
+        String::from_utf8(docker(&["inspect", "-f", "{{.State.ExitCode}}", &container]).stdout)
+            .unwrap();
+    let all_logs = logs();
+    let _ = Command::new("docker")
+        .args(["rm", "-f", &container])
+        .output();
+    assert!(
+        all_logs.contains("server: running as uid 1000, gid 1000"),
+        "{all_logs}"
+    );
+    assert!(
+        all_logs.contains("is mode 400, owned by 1000"),
+        "{all_logs}"
+    );
+    assert!(all_logs.contains("the password has 7 bytes"), "{all_logs}");
+    assert!(
+        all_logs.contains("server: SIGTERM, shutting down"),
+        "{all_logs}"
+    );
+    assert_eq!(code.trim(), "42", "{all_logs}");
+    assert!(
+        stop_time < Duration::from_secs(5),
+        "docker stop took {stop_time:?}"
+    );
+}
