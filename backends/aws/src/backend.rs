@@ -281,7 +281,7 @@ impl AwsBackend {
                 }
                 Err(error) => {
                     let error = AwsError::from_sdk(&error, &connection.endpoint);
-                    if error.code() == Some("AccessDeniedException") {
+                    if error.is_access_denied() {
                         // Policies written before BatchGetSecretValue existed
                         // grant GetSecretValue only: read one by one, and stop
                         // asking for batches.

@@ -113,11 +113,16 @@ impl AwsError {
         }
     }
 
-    /// The service's error code, when there is one.
-    pub(crate) fn code(&self) -> Option<&str> {
+    /// Whether the service refused the caller access: `AccessDeniedException`
+    /// (Secrets Manager's JSON code), `AccessDenied` (the query protocol's,
+    /// which IAM-enforcing emulators answer), or an unknown code with 403.
+    pub(crate) fn is_access_denied(&self) -> bool {
         match self {
-            AwsError::Service { code, .. } => Some(code),
-            _ => None,
+            AwsError::Service { code, status } => {
+                matches!(code.as_str(), "AccessDeniedException" | "AccessDenied")
+                    || (safe_code(code).is_none() && *status == Some(403))
+            }
+            _ => false,
         }
     }
 }
@@ -237,7 +242,7 @@ fn service_error(code: &str, status: Option<u16>) -> (ErrorKind, String) {
             ErrorKind::NotFound,
             "no such secret, or no version of it with that stage or id",
         ),
-        "AccessDeniedException" => (
+        "AccessDeniedException" | "AccessDenied" => (
             ErrorKind::PermissionDenied,
             "access denied: the credentials may not read this secret (it needs \
              secretsmanager:GetSecretValue, and kms:Decrypt for a customer-managed key)",
@@ -307,6 +312,7 @@ mod tests {
     fn service_codes_map_onto_core_kinds() {
         assert_eq!(kind("ResourceNotFoundException"), ErrorKind::NotFound);
         assert_eq!(kind("AccessDeniedException"), ErrorKind::PermissionDenied);
+        assert_eq!(kind("AccessDenied"), ErrorKind::PermissionDenied);
         assert_eq!(kind("DecryptionFailure"), ErrorKind::PermissionDenied);
         assert_eq!(kind("InvalidRequestException"), ErrorKind::NotFound);
         assert_eq!(kind("InvalidParameterException"), ErrorKind::Config);
@@ -346,6 +352,20 @@ mod tests {
             error.to_string().contains("an unrecognised error code"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn access_denied_is_recognised_in_both_protocols() {
+        let denied = |code: &str, status| AwsError::Service {
+            code: code.into(),
+            status,
+        };
+        assert!(denied("AccessDeniedException", Some(400)).is_access_denied());
+        assert!(denied("AccessDenied", Some(403)).is_access_denied());
+        assert!(denied("", Some(403)).is_access_denied());
+        assert!(!denied("ResourceNotFoundException", Some(400)).is_access_denied());
+        assert!(!denied("InvalidClientTokenId", Some(403)).is_access_denied());
+        assert!(!AwsError::Timeout.is_access_denied());
     }
 
     #[test]

@@ -505,6 +505,65 @@ async fn rejected_credentials_are_unauthenticated() {
     }
 }
 
+#[tokio::test]
+async fn iam_denials_map_per_secret_and_a_refused_batch_falls_back() {
+    let moto = Moto::start();
+    let seeder = moto.seeder();
+    let names: Vec<String> = ["a", "b", "c"].iter().map(|n| unique(n)).collect();
+    for name in &names {
+        seeder
+            .put(name, format!("value of {name}").as_bytes())
+            .await
+            .unwrap();
+    }
+    // A policy from before BatchGetSecretValue existed: GetSecretValue only.
+    let reader = moto.iam_user(
+        "reader",
+        Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#),
+    );
+    let nobody = moto.iam_user("nobody", None);
+    moto.enforce_iam();
+    let locations: Vec<SecretRef> = names
+        .iter()
+        .map(|n| reference(&format!("aws://{n}")))
+        .collect();
+
+    let backend = backend(&reader, "");
+    moto.start_recording();
+    let first = backend.fetch_many(&locations).await;
+    let second = backend.fetch_many(&locations).await;
+    let calls = moto.recorded_calls();
+    for (result, name) in first.into_iter().chain(second).zip(names.iter().cycle()) {
+        assert_eq!(
+            result.unwrap().value.expose(),
+            format!("value of {name}").as_bytes()
+        );
+    }
+    // The refused batch is asked once; every secret is then read alone.
+    assert_eq!(calls.get("BatchGetSecretValue"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("GetSecretValue"), Some(&6), "{calls:?}");
+
+    let backend = self::backend(&nobody, "");
+    let error = backend.fetch(&locations[0]).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}: access denied", locations[0])),
+        "{error}"
+    );
+    for (result, location) in backend
+        .fetch_many(&locations)
+        .await
+        .into_iter()
+        .zip(&locations)
+    {
+        let error = result.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
+        assert_eq!(error.subject(), Some(location.to_string().as_str()));
+    }
+}
+
 /// Whether this process is the child of [`no_credentials_at_all_names_the_chain`].
 const CHILD_MARKER: &str = "HUSHBOX_AWS_TEST_NO_CREDENTIALS_CHILD";
 

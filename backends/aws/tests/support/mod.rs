@@ -230,6 +230,63 @@ impl Moto {
         calls
     }
 
+    /// One IAM query-protocol call (form-encoded, unsigned: moto checks no
+    /// signature until [`Moto::enforce_iam`]); the XML answer.
+    pub fn iam(&self, params: &[(&str, &str)]) -> String {
+        let mut body = String::from("Version=2010-05-08");
+        for (name, value) in params {
+            body.push_str(&format!("&{name}={}", percent_encode(value)));
+        }
+        let request = format!(
+            "POST / HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/iam/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            self.port,
+            body.len()
+        );
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+            "{response}"
+        );
+        response
+    }
+
+    /// Creates the IAM user `name` with an inline policy (if any) and an
+    /// access key; returns the environment a backend authenticates with as
+    /// that user.
+    pub fn iam_user(&self, name: &str, policy: Option<&str>) -> Environment {
+        self.iam(&[("Action", "CreateUser"), ("UserName", name)]);
+        if let Some(policy) = policy {
+            self.iam(&[
+                ("Action", "PutUserPolicy"),
+                ("UserName", name),
+                ("PolicyName", "hushbox-test"),
+                ("PolicyDocument", policy),
+            ]);
+        }
+        let answer = self.iam(&[("Action", "CreateAccessKey"), ("UserName", name)]);
+        let element = |tag: &str| {
+            let start = answer.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+            let end = answer[start..].find(&format!("</{tag}>")).unwrap();
+            answer[start..start + end].to_owned()
+        };
+        let mut env = self.env();
+        env.set("AWS_ACCESS_KEY_ID", element("AccessKeyId"));
+        env.set("AWS_SECRET_ACCESS_KEY", element("SecretAccessKey"));
+        env
+    }
+
+    /// From now on moto authenticates and authorizes every request against
+    /// its IAM users and policies (`/moto-api/reset-auth`).
+    pub fn enforce_iam(&self) {
+        assert_eq!(self.http("POST", "/moto-api/reset-auth", b"0").0, 200);
+    }
+
     /// The directory moto's log and recording live in.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -241,6 +298,17 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn free_port() -> u16 {
