@@ -100,12 +100,13 @@ impl AwsBackend {
         self
     }
 
-    /// The SDK client, built on first use.
+    /// The SDK client, built on first use. A failure is not kept: the next
+    /// call tries again. Its error has no subject yet; callers name the
+    /// reference.
     async fn connection(&self) -> Result<&Connection> {
         self.client
-            .get_or_try_init(|| connect(&self.settings))
+            .get_or_try_init(|| connect(&self.name, &self.settings))
             .await
-            .map_err(|error| error.with_subject(format!("[backends.{}]", self.name)))
     }
 
     /// Whether the secret a reference names has moved to another version
@@ -340,7 +341,7 @@ fn into_document(
 
 /// Builds the SDK client: one HTTP client on rustls with ring, the standard
 /// credential chain, the standard retry mode with bounded attempts.
-async fn connect(settings: &Settings) -> Result<Connection> {
+async fn connect(name: &str, settings: &Settings) -> Result<Connection> {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -372,9 +373,9 @@ async fn connect(settings: &Settings) -> Result<Connection> {
     }
     let sdk = loader.load().await;
     let Some(region) = sdk.region().map(|region| region.as_ref().to_owned()) else {
-        return Err(Error::config(
-            "no AWS region: set `region` in the backend's settings, AWS_REGION, or `region` in the AWS profile",
-        ));
+        return Err(Error::config(format!(
+            "no AWS region: set `region` in [backends.{name}], AWS_REGION, or `region` in the AWS profile"
+        )));
     };
     let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk);
     if let Some(url) = &settings.endpoint_url {

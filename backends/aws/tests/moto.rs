@@ -564,90 +564,126 @@ async fn iam_denials_map_per_secret_and_a_refused_batch_falls_back() {
     }
 }
 
-/// Whether this process is the child of [`no_credentials_at_all_names_the_chain`].
-const CHILD_MARKER: &str = "HUSHBOX_AWS_TEST_NO_CREDENTIALS_CHILD";
+/// Set in the child processes of the tests below, to what they check.
+const CHILD_MARKER: &str = "HUSHBOX_AWS_TEST_CHILD";
 
-#[test]
-fn no_credentials_at_all_names_the_chain() {
-    // aws-config reads the links of the chain after the environment one
-    // (profile files, web identity, container, IMDS) from the process
-    // environment, which a test must not change. So the test runs itself
-    // again in a child with a cleared environment, where the backend is
-    // built from `Environment::from_process()`, as the binary does.
-    if std::env::var_os(CHILD_MARKER).is_some() {
-        return no_credentials_child();
-    }
-    let moto = Moto::start();
-    let home = tempfile::tempdir().unwrap();
-    moto.start_recording();
+/// Runs `test` again in a child process with a cleared environment plus
+/// `env`, where the backend is built from `Environment::from_process()`, as
+/// the binary does. aws-config reads the region chain and the credential
+/// links after the environment one (profile files, web identity,
+/// container, IMDS) from the process environment, which a test must not
+/// change. Instance metadata is disabled: without it the last links would
+/// wait for 169.254.169.254 to time out. Returns the child's stdout.
+fn run_child(test: &str, home: &Path, env: &[(&str, &str)]) -> String {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "no_credentials_at_all_names_the_chain",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env_clear()
-        .env(CHILD_MARKER, "1")
-        .env("HOME", home.path())
-        .env("AWS_REGION", support::REGION)
-        .env("AWS_ENDPOINT_URL", moto.url())
-        // No instance metadata on a test machine: without this the last
-        // link would wait for 169.254.169.254 to time out.
+        .env(CHILD_MARKER, test)
+        .env("HOME", home)
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
         "the child failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("child checked the error"), "{stdout}");
+    assert!(stdout.contains("child checked"), "{stdout}");
+    stdout
+}
+
+fn in_child() -> bool {
+    std::env::var_os(CHILD_MARKER).is_some()
+}
+
+/// Runs `check` on a current-thread runtime, in the child.
+fn child(check: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(check);
+    println!("child checked");
+}
+
+#[test]
+fn no_credentials_at_all_names_the_chain() {
+    if in_child() {
+        return child(async {
+            let backend = backend(&Environment::from_process(), "");
+            let check = |error: hushbox_core::Error, subject: &str| {
+                assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error}");
+                let message = error.to_string();
+                assert!(
+                    message.starts_with(&format!("{subject}: no AWS credentials")),
+                    "{message}"
+                );
+                for link in [
+                    "AWS_ACCESS_KEY_ID",
+                    "AWS_PROFILE",
+                    "AWS_WEB_IDENTITY_TOKEN_FILE",
+                    "AWS_CONTAINER_CREDENTIALS",
+                    "IMDSv2",
+                ] {
+                    assert!(message.contains(link), "{link}: {message}");
+                }
+            };
+            let error = get(backend.as_ref(), "aws://app/db#password")
+                .await
+                .unwrap_err();
+            check(error, "aws://app/db");
+            let locations = [reference("aws://a"), reference("aws://b")];
+            let results = backend.fetch_many(&locations).await;
+            for (result, location) in results.into_iter().zip(&locations) {
+                check(result.unwrap_err(), &location.to_string());
+            }
+        });
+    }
+    let moto = Moto::start();
+    let home = tempfile::tempdir().unwrap();
+    moto.start_recording();
+    run_child(
+        "no_credentials_at_all_names_the_chain",
+        home.path(),
+        &[
+            ("AWS_REGION", support::REGION),
+            ("AWS_ENDPOINT_URL", &moto.url()),
+        ],
+    );
     // No credentials, no request.
     let calls = moto.recorded_calls();
     assert!(calls.is_empty(), "{calls:?}");
 }
 
-fn no_credentials_child() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let backend = backend(&Environment::from_process(), "");
-        let check = |error: hushbox_core::Error, subject: &str| {
-            assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error}");
-            let message = error.to_string();
-            assert!(
-                message.starts_with(&format!("{subject}: no AWS credentials")),
-                "{message}"
+#[test]
+fn no_region_anywhere_is_a_configuration_error() {
+    if in_child() {
+        return child(async {
+            let backend = backend(&Environment::from_process(), "");
+            let error = get(backend.as_ref(), "aws://app/db").await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+            assert_eq!(
+                error.to_string(),
+                "aws://app/db: no AWS region: set `region` in [backends.aws], AWS_REGION, or \
+                 `region` in the AWS profile"
             );
-            for link in [
-                "AWS_ACCESS_KEY_ID",
-                "AWS_PROFILE",
-                "AWS_WEB_IDENTITY_TOKEN_FILE",
-                "AWS_CONTAINER_CREDENTIALS",
-                "IMDSv2",
-            ] {
-                assert!(message.contains(link), "{link}: {message}");
+            let results = backend
+                .fetch_many(&[reference("aws://a"), reference("aws://b")])
+                .await;
+            for result in results {
+                assert_eq!(result.unwrap_err().kind(), ErrorKind::Config);
             }
-        };
-        check(
-            get(backend.as_ref(), "aws://app/db#password")
-                .await
-                .unwrap_err(),
-            "aws://app/db",
-        );
-        let locations = [reference("aws://a"), reference("aws://b")];
-        for (result, location) in backend
-            .fetch_many(&locations)
-            .await
-            .into_iter()
-            .zip(&locations)
-        {
-            check(result.unwrap_err(), &location.to_string());
-        }
-    });
-    println!("child checked the error");
+        });
+    }
+    let home = tempfile::tempdir().unwrap();
+    run_child(
+        "no_region_anywhere_is_a_configuration_error",
+        home.path(),
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
 }
