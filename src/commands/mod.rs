@@ -69,6 +69,7 @@ pub fn registry() -> Registry {
     hushbox_file::register(&mut registry);
     hushbox_age::register(&mut registry);
     hushbox_aws::register(&mut registry);
+    hushbox_vault::register(&mut registry);
     registry
 }
 

@@ -140,15 +140,15 @@ pub(crate) fn describe_transport(error: &reqwest::Error) -> String {
     let mut innermost: Option<String> = None;
     let mut source: Option<&(dyn StdError + 'static)> = error.source();
     while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+        if let Some(tls) = rustls_error(cause) {
+            innermost = Some(tls.to_string());
+        } else if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             innermost = Some(match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
                 std::io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
                 std::io::ErrorKind::TimedOut => "connection timed out".to_owned(),
                 _ => io.to_string(),
             });
-        } else if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            innermost = Some(tls.to_string());
         }
         source = cause.source();
     }
@@ -165,12 +165,27 @@ pub(crate) fn describe_transport(error: &reqwest::Error) -> String {
 pub(crate) fn tls_failure(error: &reqwest::Error) -> Option<String> {
     let mut source: Option<&(dyn StdError + 'static)> = error.source();
     while let Some(cause) = source {
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+        if let Some(tls) = rustls_error(cause) {
             return Some(tls.to_string());
         }
         source = cause.source();
     }
     None
+}
+
+/// A rustls error, directly or inside `io::Error`s (tokio-rustls wraps it
+/// so, hyper wraps that again, and `io::Error::source` skips the wrapped
+/// error itself).
+fn rustls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = error;
+    loop {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner: &(dyn StdError + 'static) =
+            current.downcast_ref::<std::io::Error>()?.get_ref()?;
+        current = inner;
+    }
 }
 
 #[cfg(test)]

