@@ -63,6 +63,24 @@ pub struct AgeSettings {
     pub identity_file: PathBuf,
     /// The largest plaintext accepted, in bytes.
     pub max_size: usize,
+    /// Where this machine remembers the newest integrity manifest it has
+    /// seen of each store (`$XDG_STATE_HOME/hushbox`, else
+    /// `~/.local/state/hushbox`): what detects a rollback or a swapped
+    /// integrity key. `None` turns those two checks off.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl AgeSettings {
+    /// Settings for `store` and `identity_file`, with the default size
+    /// limit and no state directory.
+    pub fn new(store: impl Into<PathBuf>, identity_file: impl Into<PathBuf>) -> Self {
+        Self {
+            store: store.into(),
+            identity_file: identity_file.into(),
+            max_size: DEFAULT_SIZE_LIMIT,
+            state_dir: None,
+        }
+    }
 }
 
 impl fmt::Debug for AgeSettings {
@@ -71,8 +89,25 @@ impl fmt::Debug for AgeSettings {
             .field("store", &self.store)
             .field("identity_file", &self.identity_file)
             .field("max_size", &self.max_size)
+            .field("state_dir", &self.state_dir)
             .finish_non_exhaustive()
     }
+}
+
+/// The XDG variable naming the directory of per-user state.
+pub const ENV_STATE_HOME: &str = "XDG_STATE_HOME";
+
+/// `$XDG_STATE_HOME/hushbox` when that is absolute (the XDG spec ignores a
+/// relative value), else `~/.local/state/hushbox`, else `None`.
+fn state_dir(context: &BackendContext<'_>) -> Option<PathBuf> {
+    let from_xdg = context
+        .env
+        .get_os(ENV_STATE_HOME)
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute());
+    from_xdg
+        .or_else(|| context.env.home().map(|home| home.join(".local/state")))
+        .map(|dir| dir.join("hushbox"))
 }
 
 impl AgeConfig {
@@ -85,6 +120,7 @@ impl AgeConfig {
     ///   `PASSAGE_IDENTITIES_FILE` > `~/.config/hushbox/identity.txt`.
     ///   Identities are per person, so the person's choice wins.
     /// - max_size: the manifest's, else [`DEFAULT_SIZE_LIMIT`].
+    /// - state_dir: `$XDG_STATE_HOME/hushbox`, else `~/.local/state/hushbox`.
     ///
     /// Empty variables count as unset. `~/` is the home directory; other
     /// relative paths are relative to [`BackendContext::base_dir`].
@@ -114,6 +150,7 @@ impl AgeConfig {
                 .resolve_path(identity_file)
                 .map_err(|error| error.with_subject(subject()))?,
             max_size,
+            state_dir: state_dir(context),
         })
     }
 }
@@ -154,6 +191,24 @@ mod tests {
             Path::new("/home/u/.config/hushbox/identity.txt")
         );
         assert_eq!(settings.max_size, DEFAULT_SIZE_LIMIT);
+        assert_eq!(
+            settings.state_dir.as_deref(),
+            Some(Path::new("/home/u/.local/state/hushbox"))
+        );
+    }
+
+    #[test]
+    fn state_dir_follows_xdg_and_ignores_relative_values() {
+        let settings = resolve(&AgeConfig::default(), &[("XDG_STATE_HOME", "/xdg")]).unwrap();
+        assert_eq!(
+            settings.state_dir.as_deref(),
+            Some(Path::new("/xdg/hushbox"))
+        );
+        let settings = resolve(&AgeConfig::default(), &[("XDG_STATE_HOME", "rel")]).unwrap();
+        assert_eq!(
+            settings.state_dir.as_deref(),
+            Some(Path::new("/home/u/.local/state/hushbox"))
+        );
     }
 
     #[test]

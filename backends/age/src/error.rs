@@ -63,8 +63,78 @@ pub(crate) enum AgeError {
     /// `write_identity_file` found a file already there.
     IdentityExists { path: PathBuf },
 
+    /// The integrity manifest cannot be parsed.
+    IntegrityMalformed {
+        file: PathBuf,
+        line: usize,
+        why: &'static str,
+    },
+    /// None of the identities opens the integrity manifest's key block.
+    IntegrityKeyUnreadable {
+        file: PathBuf,
+        identity_file: PathBuf,
+    },
+    /// The manifest's MAC does not verify, or its key block does not hold
+    /// the key the manifest names.
+    IntegrityForged { file: PathBuf, why: &'static str },
+    /// The manifest verifies under a key this machine has never trusted.
+    IntegrityKeyChanged { file: PathBuf },
+    /// The manifest is gone, though this machine has verified one.
+    IntegrityMissing { file: PathBuf, seen_version: u64 },
+    /// A write to a store older than one this machine has seen.
+    StoreRolledBack {
+        file: PathBuf,
+        version: u64,
+        seen_version: u64,
+    },
+    /// A secret's file is not in the manifest.
+    SecretUnrecorded {
+        file: PathBuf,
+        name: String,
+        same_as: Option<String>,
+    },
+    /// A secret's file is not the one the manifest records.
+    SecretSubstituted {
+        file: PathBuf,
+        name: String,
+        same_as: Option<String>,
+    },
+    /// The manifest records a secret whose file is gone.
+    SecretDeleted { file: PathBuf, name: String },
+    /// A secret differs from the newer version this machine has seen.
+    SecretRolledBack {
+        name: String,
+        version: u64,
+        seen_version: u64,
+    },
+    /// `.age-recipients` files changed since the manifest was written.
+    RecipientsChanged { store: PathBuf, dirs: Vec<String> },
+    /// A write would replace secrets that exist.
+    SecretExists { names: Vec<String> },
+    /// A recipient to remove is not listed.
+    RecipientAbsent { file: PathBuf, recipient: String },
+    /// The change would leave a recipients file empty.
+    LastRecipient { file: PathBuf },
+    /// A directory has no `.age-recipients` of its own.
+    NoRecipientsFile { dir: PathBuf },
+    /// A conditional write found the secret changed since it was read.
+    ChangedMeanwhile,
+
     /// A file-system operation failed.
     Io { what: String, source: io::Error },
+}
+
+/// The last words of every integrity error about one secret.
+const ACCEPT_HINT: &str = "if you (or a teammate) wrote it with age or passage, or restored it on \
+     purpose, check it and run `hushbox store accept NAME`";
+
+fn same_as(other: &Option<String>) -> String {
+    match other {
+        Some(other) => {
+            format!(" (its content is what the manifest records for `{other}`: renamed or swapped)")
+        }
+        None => String::new(),
+    }
 }
 
 impl AgeError {
@@ -174,6 +244,122 @@ impl From<AgeError> for Error {
                  (move it away first if you really mean to replace it)",
                 shown(&path)
             )),
+            IntegrityMalformed { file, line, why } => Error::malformed(format!(
+                "the integrity manifest {}, line {line}: {why}; it was edited by hand or \
+                 damaged (a merge?): review the store and run `hushbox store accept`",
+                shown(&file)
+            )),
+            IntegrityKeyUnreadable {
+                file,
+                identity_file,
+            } => Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "none of the identities in {} opens the key of the integrity manifest {}; \
+                     a recipient of the store must run `hushbox store reencrypt` after adding \
+                     your recipient",
+                    shown(&identity_file),
+                    shown(&file)
+                ),
+            ),
+            IntegrityForged { file, why } => Error::malformed(format!(
+                "integrity check failed: {} {why}; it was written by someone who does not hold \
+                 the store's integrity key, or edited by hand (a merge?): review the store's \
+                 history, then `hushbox store accept` if the change is yours",
+                shown(&file)
+            )),
+            IntegrityKeyChanged { file } => Error::malformed(format!(
+                "integrity check failed: {} is authenticated with a key this machine has never \
+                 seen for this store, and not by a rotation from the key it trusts: the manifest \
+                 was replaced wholesale. If a teammate re-created it on purpose, confirm with \
+                 them, then run `hushbox store accept`",
+                shown(&file)
+            )),
+            IntegrityMissing { file, seen_version } => Error::malformed(format!(
+                "integrity check failed: {} is missing, but this machine has verified version \
+                 {seen_version} of it: it was deleted to disable the checks. Restore it (git) or, \
+                 if the store was re-created on purpose, run `hushbox store accept`",
+                shown(&file)
+            )),
+            StoreRolledBack {
+                file,
+                version,
+                seen_version,
+            } => Error::malformed(format!(
+                "integrity check failed: {} is at version {version}, older than version \
+                 {seen_version} that this machine has seen: the store was rolled back. If you \
+                 checked out an older commit on purpose, run `hushbox store accept` first",
+                shown(&file)
+            )),
+            SecretUnrecorded {
+                file,
+                name,
+                same_as: other,
+            } => Error::malformed(format!(
+                "integrity check failed: {} is not recorded in the store's integrity manifest{}: \
+                 it was added outside hushbox; {}",
+                shown(&file),
+                same_as(&other),
+                ACCEPT_HINT.replace("NAME", &name)
+            )),
+            SecretSubstituted {
+                file,
+                name,
+                same_as: other,
+            } => Error::malformed(format!(
+                "integrity check failed: {} is not the file the store's integrity manifest \
+                 records for this secret{}: it was replaced outside hushbox; {}",
+                shown(&file),
+                same_as(&other),
+                ACCEPT_HINT.replace("NAME", &name)
+            )),
+            SecretDeleted { file, name } => Error::malformed(format!(
+                "integrity check failed: the store's integrity manifest records this secret but \
+                 {} is missing: it was deleted or renamed outside hushbox; restore it (git), or \
+                 run `hushbox store accept {name}` to forget it",
+                shown(&file)
+            )),
+            SecretRolledBack {
+                name,
+                version,
+                seen_version,
+            } => Error::malformed(format!(
+                "integrity check failed: the store is at version {version}, but this machine has \
+                 seen version {seen_version}, in which this secret was different: it was rolled \
+                 back. If you checked out an older commit on purpose, run `hushbox store accept` \
+                 (or `hushbox store accept {name}`)"
+            )),
+            RecipientsChanged { store, dirs } => Error::malformed(format!(
+                "the recipients of {} in {} changed outside hushbox since its integrity manifest \
+                 was written, so nothing new is encrypted to them until you review the change \
+                 (`git diff`), then run `hushbox store reencrypt`, which accepts it",
+                dirs.iter()
+                    .map(|dir| if dir.is_empty() { "." } else { dir.as_str() })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                shown(&store)
+            )),
+            SecretExists { names } => Error::config(format!(
+                "{} already exist{} in the store; nothing was written (--force replaces)",
+                names.join(", "),
+                if names.len() == 1 { "s" } else { "" }
+            )),
+            RecipientAbsent { file, recipient } => Error::config(format!(
+                "{recipient} is not a recipient in {}",
+                shown(&file)
+            )),
+            LastRecipient { file } => Error::config(format!(
+                "{} would have no recipients left, and nobody could read what is encrypted to it",
+                shown(&file)
+            )),
+            NoRecipientsFile { dir } => Error::config(format!(
+                "{} has no .age-recipients of its own; `hushbox store init --dir` creates one",
+                shown(&dir)
+            )),
+            ChangedMeanwhile => Error::new(
+                ErrorKind::Unavailable,
+                "the secret changed while it was being edited; nothing was written (edit it again)",
+            ),
             Io { what, source } => Error::io(what, source),
         }
     }

@@ -1,6 +1,7 @@
 //! Identities (what decrypts) and recipients (what encrypts to), and the
 //! key-management helpers the CLI's `keygen` and `store init` use.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -209,26 +210,63 @@ pub(crate) fn parse_recipients_from(
     text: &str,
     origin: &str,
 ) -> Result<Vec<Box<dyn Recipient + Send>>, AgeError> {
-    let mut recipients: Vec<Box<dyn Recipient + Send>> = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        recipients.push(
-            parse_recipient(line).map_err(|why| AgeError::RecipientInvalid {
+    Ok(RecipientSet::parse(text, origin)?.keys)
+}
+
+/// A parsed list of recipients: what age encrypts to, and each recipient's
+/// normalized text (what the integrity manifest records and compares).
+pub(crate) struct RecipientSet {
+    /// The recipients, as age's encryptor takes them.
+    pub(crate) keys: Vec<Box<dyn Recipient + Send>>,
+    /// Each recipient once, normalized by [`normalize_recipient`].
+    pub(crate) normalized: BTreeSet<String>,
+}
+
+impl RecipientSet {
+    /// Parses recipients one per line (see [`parse_recipients`]); errors
+    /// name `origin` and the line, never its text.
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Self, AgeError> {
+        let mut set = RecipientSet {
+            keys: Vec::new(),
+            normalized: BTreeSet::new(),
+        };
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let key = parse_recipient(line).map_err(|why| AgeError::RecipientInvalid {
                 origin: origin.to_owned(),
                 line: index + 1,
                 why,
-            })?,
-        );
+            })?;
+            // Listed twice, encrypted to once.
+            if set.normalized.insert(normalize_recipient(line)) {
+                set.keys.push(key);
+            }
+        }
+        if set.keys.is_empty() {
+            return Err(AgeError::NoRecipients {
+                origin: origin.to_owned(),
+            });
+        }
+        Ok(set)
     }
-    if recipients.is_empty() {
-        return Err(AgeError::NoRecipients {
-            origin: origin.to_owned(),
-        });
+}
+
+/// A recipient line in the form that identifies the key: `age1…` as is, an
+/// ssh public key as its type and base64 without the comment. The line must
+/// already have parsed as a recipient.
+pub(crate) fn normalize_recipient(line: &str) -> String {
+    let line = line.trim();
+    if line.starts_with("ssh-") {
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        line.to_owned()
     }
-    Ok(recipients)
 }
 
 fn parse_recipient(line: &str) -> Result<Box<dyn Recipient + Send>, &'static str> {

@@ -17,9 +17,13 @@
 
 mod backend;
 mod config;
+mod crypt;
 mod error;
+mod integrity;
 mod keys;
+mod state;
 mod store;
+mod vault;
 
 use std::sync::Arc;
 
@@ -28,12 +32,16 @@ use hushbox_core::{Backend, BackendContext, Registry, Result};
 pub use backend::AgeBackend;
 pub use config::{
     AgeConfig, AgeSettings, DEFAULT_IDENTITY_FILE, DEFAULT_STORE, ENV_IDENTITY, ENV_PASSAGE_DIR,
-    ENV_PASSAGE_IDENTITIES, ENV_STORE,
+    ENV_PASSAGE_IDENTITIES, ENV_STATE_HOME, ENV_STORE,
 };
 pub use keys::{
     generate_identity, parse_recipients, recipient_of_identity_file, write_identity_file,
 };
 pub use store::{RECIPIENTS_FILE, init_store};
+pub use vault::{AcceptReport, AgeStore, RecipientsView, ReencryptReport, Revision, VerifyReport};
+
+/// The integrity manifest's file name, in the store's root.
+pub const INTEGRITY_FILE: &str = integrity::INTEGRITY_FILE;
 
 /// The `kind` of this backend in the manifest, and the scheme of its
 /// default instance.

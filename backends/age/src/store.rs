@@ -5,15 +5,16 @@
 //! Everything here is blocking file-system code; the backend runs it on
 //! tokio's blocking pool.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hushbox_core::Result;
 
 use crate::error::AgeError;
-use crate::keys::parse_recipients_from;
+use crate::keys::{RecipientSet, parse_recipients_from};
 
 /// The file naming the recipients of its directory and those below it.
 pub const RECIPIENTS_FILE: &str = ".age-recipients";
@@ -69,13 +70,125 @@ pub(crate) fn nearest_recipients_file(store: &Path, path: &str) -> Option<PathBu
         .find(|candidate| candidate.is_file())
 }
 
+/// The directory (relative to the store, `""` for the root) whose
+/// `.age-recipients` applies to secret `path`, if any.
+pub(crate) fn nearest_recipients_dir(store: &Path, path: &str) -> Option<String> {
+    let relative_dir = Path::new(path).parent().unwrap_or(Path::new(""));
+    relative_dir
+        .ancestors()
+        .find(|dir| store.join(dir).join(RECIPIENTS_FILE).is_file())
+        .map(|dir| dir.to_string_lossy().into_owned())
+}
+
 /// Reads a recipients file (public keys: read plainly).
-pub(crate) fn read_recipients_file(
-    file: &Path,
-) -> Result<Vec<Box<dyn age::Recipient + Send>>, AgeError> {
+pub(crate) fn read_recipients_file(file: &Path) -> Result<RecipientSet, AgeError> {
     let text = fs::read_to_string(file)
         .map_err(|source| AgeError::io(format!("cannot read {}", file.display()), source))?;
-    parse_recipients_from(&text, &file.display().to_string())
+    RecipientSet::parse(&text, &file.display().to_string())
+}
+
+/// Every directory of the store that holds a `.age-recipients` file,
+/// relative to the store (`""` for the root). Like listings, the walk skips
+/// dot-directories and does not follow symlinked directories.
+pub(crate) fn recipient_dirs(store: &Path) -> Result<Vec<String>, AgeError> {
+    fn walk(store: &Path, relative: &str, dirs: &mut Vec<String>) -> io::Result<()> {
+        if store.join(relative).join(RECIPIENTS_FILE).is_file() {
+            dirs.push(relative.to_owned());
+        }
+        for entry in fs::read_dir(store.join(relative))? {
+            let entry = entry?;
+            let Ok(file_name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if file_name.starts_with('.') || !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let name = if relative.is_empty() {
+                file_name
+            } else {
+                format!("{relative}/{file_name}")
+            };
+            walk(store, &name, dirs)?;
+        }
+        Ok(())
+    }
+    let mut dirs = Vec::new();
+    match walk(store, "", &mut dirs) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(AgeError::io(
+                format!("cannot walk {}", store.display()),
+                source,
+            ));
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The recipients of every `.age-recipients` file of the store, by
+/// directory.
+pub(crate) fn all_recipient_sets(store: &Path) -> Result<BTreeMap<String, RecipientSet>, AgeError> {
+    recipient_dirs(store)?
+        .into_iter()
+        .map(|dir| {
+            let set = read_recipients_file(&store.join(&dir).join(RECIPIENTS_FILE))?;
+            Ok((dir, set))
+        })
+        .collect()
+}
+
+/// Takes the store's write lock: an exclusive `flock` on the store
+/// directory itself, held until the returned file is dropped. It serialises
+/// hushbox's own writers (each of which rewrites the integrity manifest);
+/// readers need no lock, since every file is replaced by rename.
+pub(crate) fn lock(store: &Path) -> Result<File, AgeError> {
+    create_dirs(store)?;
+    let dir = File::open(store)
+        .map_err(|source| AgeError::io(format!("cannot open {}", store.display()), source))?;
+    dir.lock()
+        .map_err(|source| AgeError::io(format!("cannot lock {}", store.display()), source))?;
+    Ok(dir)
+}
+
+/// [`write_atomically`] of `bytes`, leaving the file with `mode`.
+pub(crate) fn write_file(target: &Path, bytes: &[u8], mode: u32) -> Result<(), AgeError> {
+    write_atomically(target, |file| {
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)
+    })
+    .map_err(|source| AgeError::io(format!("cannot write {}", target.display()), source))
+}
+
+/// Reads a file that may be absent (`None`).
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, AgeError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(source) => Err(AgeError::io(
+            format!("cannot read {}", path.display()),
+            source,
+        )),
+    }
+}
+
+/// Removes the directories that `path`'s removal left empty, up to (not
+/// including) the store root.
+pub(crate) fn prune_empty_dirs(store: &Path, path: &str) {
+    let mut dir = Path::new(path).parent().unwrap_or(Path::new(""));
+    while !dir.as_os_str().is_empty() && fs::remove_dir(store.join(dir)).is_ok() {
+        dir = dir.parent().unwrap_or(Path::new(""));
+        // Best effort: the secret is gone either way.
+        let _ = sync_dir(&store.join(dir));
+    }
 }
 
 /// Creates `dir` and its missing parents, with mode 0700 as passage's
@@ -195,15 +308,11 @@ pub(crate) fn remove(store: &Path, path: &str) -> Result<(), AgeError> {
             ));
         }
     }
-    let mut dir = Path::new(path).parent().unwrap_or(Path::new(""));
+    let dir = Path::new(path).parent().unwrap_or(Path::new(""));
     sync_dir(&store.join(dir)).map_err(|source| {
         AgeError::io(format!("cannot sync {}", store.join(dir).display()), source)
     })?;
-    while !dir.as_os_str().is_empty() && fs::remove_dir(store.join(dir)).is_ok() {
-        dir = dir.parent().unwrap_or(Path::new(""));
-        // Best effort: the secret is gone either way.
-        let _ = sync_dir(&store.join(dir));
-    }
+    prune_empty_dirs(store, path);
     Ok(())
 }
 
@@ -224,6 +333,12 @@ fn init_store_inner(store_dir: &Path, recipients: &[String]) -> Result<(), AgeEr
         .map(|recipient| format!("{}\n", recipient.trim()))
         .collect();
     parse_recipients_from(&text, "the recipients given")?;
+    create_recipients_file(store_dir, &text)
+}
+
+/// Creates `<dir>/.age-recipients` holding `text` (and `dir`, with missing
+/// parents), exclusively: an existing file is [`AgeError::StoreExists`].
+pub(crate) fn create_recipients_file(store_dir: &Path, text: &str) -> Result<(), AgeError> {
     let file = store_dir.join(RECIPIENTS_FILE);
     create_dirs(store_dir)?;
     let mut out = OpenOptions::new()

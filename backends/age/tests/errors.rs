@@ -145,6 +145,7 @@ async fn oversized_values_are_too_large() {
             store: fixture.store.clone(),
             identity_file: fixture.identity_file.clone(),
             max_size: 1024,
+            state_dir: None,
         },
     );
     assert_eq!(fetch_kind(&backend, "big").await.0, ErrorKind::TooLarge);

@@ -176,6 +176,7 @@ async fn ssh_ed25519_identities_work_both_ways() {
             store: store.clone(),
             identity_file: key.clone(),
             max_size: hushbox_core::DEFAULT_SIZE_LIMIT,
+            state_dir: None,
         },
     );
     let bytes = awkward_bytes();
@@ -209,6 +210,7 @@ async fn without_recipients_file_put_encrypts_to_the_identity() {
             store: store.clone(),
             identity_file: key.clone(),
             max_size: hushbox_core::DEFAULT_SIZE_LIMIT,
+            state_dir: None,
         },
     );
     backend

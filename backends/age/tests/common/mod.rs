@@ -47,6 +47,7 @@ impl Fixture {
                 store: self.store.clone(),
                 identity_file: identity_file.to_owned(),
                 max_size: DEFAULT_SIZE_LIMIT,
+                state_dir: Some(self.dir.path().join("state")),
             },
         )
     }
