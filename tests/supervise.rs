@@ -16,12 +16,13 @@
 //! action would kill the process. In hushbox, `block_signals()` runs before
 //! any thread exists. Here the test starts the role with every signal
 //! already blocked (a mask survives exec and is inherited by every thread
-//! libtest starts); the role's thread then clears its own mask and calls
-//! `block_signals()`, which thus returns an empty mask, the one a program
-//! normally starts with and the one the child must get back.
+//! libtest starts); the role's thread then sets its own mask to the one
+//! hushbox is meant to have been started with (empty, as usual, or with
+//! SIGUSR2 for one test) and calls `block_signals()`, which thus returns the
+//! mask the child must get back.
 //!
-//! The child is `sh` running a script written by the test, with a prelude of
-//! helpers; it reports through files in a fresh temporary directory (`$DIR`)
+//! The child is mostly `sh` running a script written by the test, with a
+//! prelude of helpers (`cat` where the shell would get in the way); it reports through files in a fresh temporary directory (`$DIR`)
 //! and the test polls for them, never sleeping for readiness. Every wait in a
 //! child script is bounded, so a failing test leaves nothing running.
 

@@ -102,7 +102,8 @@ fn we_own_the_terminal() -> bool {
 /// has exited, if it is still elsewhere. A job-control shell does this on its
 /// own; a non-interactive parent (a script running `hushbox run -- vim` then
 /// `read`) would otherwise be left in the background and stopped by SIGTTIN.
-/// SIGTTOU must still be ignored, as it is while the supervisor runs.
+/// SIGTTOU must still be blocked (and ignored), as it is while the
+/// supervisor runs.
 pub(super) fn reclaim_terminal() {
     let stdin = io::stdin();
     let ours = getpgrp();

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, pthread_sigmask, sigaction,
+};
 use nix::unistd::Pid;
 
 /// The synchronous faults: raised by the faulting instruction in the thread
@@ -59,8 +61,15 @@ pub(super) fn supervised_set() -> SigSet {
 /// mask hushbox was started with, not this one.
 pub fn block_signals() -> std::io::Result<SignalMask> {
     // SIG_SETMASK rather than SIG_BLOCK: it also unblocks a fault that our own
-    // parent may have left blocked, as tini does.
-    let previous = supervised_set().thread_swap_mask(SigmaskHow::SIG_SETMASK)?;
+    // parent may have left blocked, as tini does. The old mask goes into an
+    // initialised set, not SigSet::thread_swap_mask's uninitialised one: the
+    // kernel fills only its own 8 bytes of glibc's 128-byte sigset_t.
+    let mut previous = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&supervised_set()),
+        Some(&mut previous),
+    )?;
     Ok(SignalMask(previous))
 }
 
@@ -229,7 +238,8 @@ mod tests {
         // the whole test process) is enough to keep it pending for the wait.
         let mut set = SigSet::empty();
         set.add(Signal::SIGUSR2);
-        let previous = set.thread_swap_mask(SigmaskHow::SIG_BLOCK).unwrap();
+        let mut previous = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut previous)).unwrap();
         nix::sys::signal::raise(Signal::SIGUSR2).unwrap();
         let wakeup = wait_for_signal(&set, Duration::from_secs(5)).unwrap();
         let nothing = wait_for_signal(&set, Duration::from_millis(10)).unwrap();
