@@ -2,7 +2,7 @@
 
 use hushbox_core::SecretValue;
 
-use super::{Outcome, Session, runtime};
+use super::{Failure, Outcome, Session, runtime};
 use crate::cli::InjectArgs;
 use crate::exit;
 use crate::output::{Commit, GenerationWriter, OutputOptions};
@@ -14,8 +14,19 @@ pub(super) fn inject(session: &Session, args: InjectArgs) -> Outcome {
     // Refuse a bad output directory before fetching anything.
     let writer = GenerationWriter::open(output_options(&plan))?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
-    let resolution = runtime()?.block_on(resolve(&plan, &backends))?;
-    match commit(&writer, &plan, &resolution)? {
+    let runtime = runtime()?;
+    let committed = runtime
+        .block_on(resolve(&plan, &backends))
+        .map_err(Failure::from)
+        .and_then(|resolution| Ok(commit(&writer, &plan, &resolution)?));
+    // `revoke_on_exit = true` (vault): the leases this run obtained are
+    // revoked as it exits, whether or not the generation was written.
+    if let Err(errors) = runtime.block_on(hushbox_vault::revoke_on_exit()) {
+        for error in errors {
+            tracing::warn!(%error, "revoke_on_exit");
+        }
+    }
+    match committed? {
         Commit::Unchanged => eprintln!(
             "hushbox: {} unchanged ({} secrets)",
             writer.dir().display(),

@@ -266,8 +266,8 @@ impl Client {
                     TokenState::Invalid => {
                         return Err(VaultError::Unauthenticated {
                             why: format!(
-                                "the server refused the {} token as invalid or expired (HTTP 403), and logging in again did not help",
-                                self.settings.auth.method()
+                                "the server refused {} as invalid or expired (HTTP 403)",
+                                self.settings.auth.token_origin()
                             ),
                         });
                     }

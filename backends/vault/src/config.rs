@@ -271,6 +271,24 @@ pub enum AuthSettings {
 }
 
 impl AuthSettings {
+    /// Where the token in use comes from, for messages: "the token from
+    /// VAULT_TOKEN", "the token of the approle login"…
+    pub fn token_origin(&self) -> String {
+        match self {
+            AuthSettings::Token(TokenSource::File(path) | TokenSource::HomeFile(path)) => {
+                format!("the token in {}", path.display())
+            }
+            AuthSettings::Token(TokenSource::Env { variable, .. }) => {
+                format!("the token from {variable}")
+            }
+            AuthSettings::Token(TokenSource::Missing) => "the token".to_owned(),
+            other => format!(
+                "the token of a fresh {} login (check the role's policies and token TTL)",
+                other.method()
+            ),
+        }
+    }
+
     /// The method's name as written in the manifest.
     pub fn method(&self) -> &'static str {
         match self {
