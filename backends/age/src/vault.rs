@@ -876,8 +876,7 @@ impl AgeStore {
         if let Some(sealed) = txn.sealed.as_mut() {
             sealed.reseal = true;
         }
-        txn.commit()?;
-        self.load_index_unchecked()
+        Ok(txn.commit()?.expect("a new manifest is always written"))
     }
 
     /// What can be kept of a manifest that does not parse: its store id,
@@ -908,16 +907,6 @@ impl AgeStore {
             rest = &block[end..];
         }
         Ok(Salvaged { store, ring })
-    }
-
-    fn load_index_unchecked(&self) -> Result<Index, AgeError> {
-        match self.open_manifest()? {
-            Some((_, opened)) => Ok(opened.sealed.index),
-            None => Err(AgeError::IntegrityMissing {
-                file: self.manifest_path(),
-                seen_version: 0,
-            }),
-        }
     }
 
     /// The recipients that apply to `dir` (the store root for `None`): the
@@ -1304,9 +1293,9 @@ impl AgeStore {
             }
             let written = txn.commit()?;
             let index = match written {
-                Some(version) => {
-                    report.version = version;
-                    self.load_index_unchecked()?
+                Some(index) => {
+                    report.version = index.version;
+                    index
                 }
                 None => {
                     report.version = opened.sealed.index.version;
@@ -1315,6 +1304,7 @@ impl AgeStore {
             };
             // Whatever this machine saw before, this is what it trusts now.
             self.remember(&index);
+            *self.trust.lock().unwrap_or_else(|e| e.into_inner()) = None;
             Ok(report)
         };
         run().map_err(Error::from)
@@ -1541,8 +1531,10 @@ impl Txn<'_> {
     }
 
     /// Writes the new manifest, if anything changed; returns its version.
-    fn commit(mut self) -> Result<Option<u64>, AgeError> {
+    fn commit(mut self) -> Result<Option<Index>, AgeError> {
         let store = self.store;
+        // Whatever happens, this store's readers load the manifest again.
+        *store.trust.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let Some(sealed) = self.sealed.as_mut() else {
             return Ok(None);
         };
@@ -1569,6 +1561,6 @@ impl Txn<'_> {
         let text = integrity::render(&sealed.index, &sealed.ring.current, &sealed.armored_ring);
         store::write_file(&store.manifest_path(), text.as_bytes(), 0o644)?;
         store.remember(&sealed.index);
-        Ok(Some(sealed.index.version))
+        Ok(Some(sealed.index.clone()))
     }
 }

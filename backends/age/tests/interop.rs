@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Fixture, age_cli, new_identity_file, reference, run_ok};
+use common::{Fixture, age_cli, age_decrypt, age_encrypt, new_identity_file, reference, run_ok};
 use hushbox_age::{RECIPIENTS_FILE, init_store, recipient_of_identity_file};
 use hushbox_core::{Backend, ErrorKind, SecretValue};
 
@@ -18,45 +18,6 @@ fn awkward_bytes() -> Vec<u8> {
     (0..200_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect()
-}
-
-fn age_decrypt(identity_file: &Path, file: &Path) -> Vec<u8> {
-    run_ok(
-        age_cli("age")
-            .arg("-d")
-            .arg("-i")
-            .arg(identity_file)
-            .arg(file),
-    )
-    .stdout
-}
-
-/// `age -R <recipients> [-a] -o <out>` with `plaintext` on stdin.
-fn age_encrypt(recipients_file: &Path, armor: bool, out: &Path, plaintext: &[u8]) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut command = age_cli("age");
-    command.arg("-R").arg(recipients_file).arg("-o").arg(out);
-    if armor {
-        command.arg("-a");
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("age runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(plaintext)
-        .expect("age reads stdin");
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "age -R failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 fn ssh_keygen(path: &Path, passphrase: &str) -> String {

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use hushbox_age::{AgeBackend, AgeSettings, generate_identity, init_store, write_identity_file};
+use hushbox_age::{
+    AgeBackend, AgeSettings, AgeStore, generate_identity, init_store, write_identity_file,
+};
 use hushbox_core::DEFAULT_SIZE_LIMIT;
 use tempfile::TempDir;
 
@@ -32,6 +34,48 @@ impl Fixture {
             identity_file,
             recipient,
         }
+    }
+
+    /// A store made by hushbox (`AgeStore::init`): with an integrity
+    /// manifest, and this machine's record of it under `state/`.
+    pub fn sealed() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = dir.path().join("store");
+        let identity_file = dir.path().join("identity.txt");
+        let recipient = new_identity_file(&identity_file);
+        let fixture = Fixture {
+            dir,
+            store,
+            identity_file,
+            recipient,
+        };
+        fixture
+            .store()
+            .init(std::slice::from_ref(&fixture.recipient), None)
+            .expect("AgeStore::init");
+        fixture
+    }
+
+    /// Settings for this store, another identity and a state directory.
+    pub fn settings_for(&self, identity_file: &Path, state: &str) -> AgeSettings {
+        AgeSettings {
+            store: self.store.clone(),
+            identity_file: identity_file.to_owned(),
+            max_size: DEFAULT_SIZE_LIMIT,
+            state_dir: Some(self.dir.path().join(state)),
+        }
+    }
+
+    /// The store, managed with this fixture's identity, remembering under
+    /// `state/` (this machine).
+    pub fn store(&self) -> AgeStore {
+        AgeStore::new("age", self.settings_for(&self.identity_file, "state"))
+    }
+
+    /// The store as seen from another machine: another identity file and
+    /// state directory.
+    pub fn store_as(&self, identity_file: &Path, state: &str) -> AgeStore {
+        AgeStore::new("age", self.settings_for(identity_file, state))
     }
 
     /// A backend named `age` over this store and identity.
@@ -94,4 +138,62 @@ pub fn run_ok(command: &mut Command) -> Output {
 /// A reference to `path` in the backend named `age`.
 pub fn reference(path: &str) -> hushbox_core::SecretRef {
     format!("age://{path}").parse().expect("a valid reference")
+}
+
+/// `age -d -i <identity> <file>`, failing the test if age fails.
+pub fn age_decrypt(identity_file: &Path, file: &Path) -> Vec<u8> {
+    run_ok(
+        age_cli("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(identity_file)
+            .arg(file),
+    )
+    .stdout
+}
+
+/// Whether `age -d -i <identity> <file>` succeeds.
+pub fn age_can_decrypt(identity_file: &Path, file: &Path) -> bool {
+    age_cli("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(identity_file)
+        .arg(file)
+        .output()
+        .expect("age runs")
+        .status
+        .success()
+}
+
+/// `age -R <recipients> [-a] -o <out>` with `plaintext` on stdin.
+pub fn age_encrypt(recipients_file: &Path, armor: bool, out: &Path, plaintext: &[u8]) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut command = age_cli("age");
+    command.arg("-R").arg(recipients_file).arg("-o").arg(out);
+    if armor {
+        command.arg("-a");
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("age runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(plaintext)
+        .expect("age reads stdin");
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "age -R failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A value, for tests.
+pub fn value(bytes: &[u8]) -> hushbox_core::SecretValue {
+    hushbox_core::SecretValue::copy_from_slice(bytes)
 }
