@@ -957,3 +957,215 @@ fn settings_errors_are_reported_when_the_instance_is_built() {
     assert_eq!(error.kind(), ErrorKind::Config);
     assert!(error.to_string().contains("token_file"), "{error}");
 }
+
+// --- retries and concurrency, against a scripted server ----------------------
+
+/// A minimal HTTP/1.1 server on loopback that answers from a script and
+/// records what it was asked, for what a real Vault cannot be made to do on
+/// cue (a 429, a 503 on the third request) and for counting requests.
+struct Scripted {
+    address: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    max_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+type Script = std::sync::Arc<dyn Fn(&str, usize) -> (u16, String) + Send + Sync>;
+
+impl Scripted {
+    /// `script(path, nth)` answers the `nth` (0-based) request for `path`
+    /// with a status and a body, after `delay`. The mount preflight says
+    /// `secret/` is KV v2, and `lookup-self` says the token is fine, unless
+    /// the script answers them itself.
+    async fn start(delay: Duration, script: Script) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let in_flight = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let max_in_flight = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = Self {
+            address,
+            log: log.clone(),
+            max_in_flight: max_in_flight.clone(),
+        };
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (log, script) = (log.clone(), script.clone());
+                let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    loop {
+                        // Read one request: headers, then Content-Length bytes.
+                        let end = loop {
+                            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break end + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|line| {
+                                let (name, value) = line.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        while buffer.len() < end + length {
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buffer.drain(..end + length);
+                        let path = head
+                            .split(' ')
+                            .nth(1)
+                            .unwrap_or_default()
+                            .trim_start_matches("/v1/")
+                            .to_owned();
+                        let nth = {
+                            let mut log = log.lock().unwrap();
+                            log.push(path.clone());
+                            log.iter().filter(|seen| **seen == path).count() - 1
+                        };
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        max_in_flight.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        let (status, body) = if path.starts_with("sys/internal/ui/mounts/secret") {
+                            (200, r#"{"data":{"path":"secret/","type":"kv","options":{"version":"2"}}}"#.to_owned())
+                        } else if path == "auth/token/lookup-self" {
+                            (200, r#"{"data":{"ttl":0,"renewable":false}}"#.to_owned())
+                        } else {
+                            script(&path, nth)
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        server
+    }
+
+    fn requests(&self, path: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|seen| *seen == path)
+            .count()
+    }
+
+    fn backend(&self, extra: &str) -> VaultBackend {
+        backend_with(
+            &format!("address = '{}'\n{extra}", self.address),
+            &[("VAULT_TOKEN", "s.scripted")],
+            Path::new("/"),
+        )
+    }
+}
+
+fn kv_answer(value: &str) -> String {
+    json!({ "data": { "data": { "value": value }, "metadata": { "version": 1 } } }).to_string()
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_until_they_pass() {
+    let server = Scripted::start(
+        Duration::ZERO,
+        std::sync::Arc::new(|_: &str, nth: usize| match nth {
+            0 => (429, r#"{"errors":["rate limited"]}"#.to_owned()),
+            1 => (503, r#"{"errors":["sealed"]}"#.to_owned()),
+            2 => (500, r#"{"errors":["internal"]}"#.to_owned()),
+            _ => (200, kv_answer("finally")),
+        }),
+    )
+    .await;
+    let backend = server.backend("");
+    let document = fetch(&backend, "vault://secret/app").await.unwrap();
+    assert_eq!(field(&document, "vault://secret/app#value"), "finally");
+    assert_eq!(server.requests("secret/data/app"), 4);
+}
+
+#[tokio::test]
+async fn forbidden_and_not_found_are_answers_and_never_retried() {
+    let server = Scripted::start(
+        Duration::ZERO,
+        std::sync::Arc::new(|path: &str, _| match path {
+            "secret/data/denied" => (
+                403,
+                r#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#.to_owned(),
+            ),
+            "secret/data/missing" => (404, r#"{"errors":[]}"#.to_owned()),
+            "secret/data/bad" => (400, r#"{"errors":["CANARY-IN-A-SERVER-ERROR"]}"#.to_owned()),
+            _ => (503, "{}".to_owned()),
+        }),
+    )
+    .await;
+    let backend = server.backend("retry_deadline = '300ms'");
+    let error = fetch(&backend, "vault://secret/denied").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
+    assert_eq!(server.requests("secret/data/denied"), 1);
+    assert_eq!(server.requests("auth/token/lookup-self"), 1, "one probe");
+    let error = fetch(&backend, "vault://secret/missing").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+    assert_eq!(server.requests("secret/data/missing"), 1);
+    let error = fetch(&backend, "vault://secret/bad").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(
+        !format!("{error} {error:?}").contains("CANARY"),
+        "no server text in errors"
+    );
+    let started = Instant::now();
+    let error = fetch(&backend, "vault://secret/down").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    assert!(error.to_string().contains("HTTP 503"), "{error}");
+    assert!(server.requests("secret/data/down") >= 2, "retried");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "within the deadline"
+    );
+}
+
+#[tokio::test]
+async fn requests_in_flight_are_bounded_by_concurrency() {
+    let server = Scripted::start(
+        Duration::from_millis(40),
+        std::sync::Arc::new(|path: &str, _| (200, kv_answer(path))),
+    )
+    .await;
+    let locations: Vec<SecretRef> = (0..24)
+        .map(|index| reference(&format!("vault://secret/s{index}")))
+        .collect();
+    for (concurrency, expected) in [(4, 4), (16, 16)] {
+        let backend = server.backend(&format!("concurrency = {concurrency}"));
+        server
+            .max_in_flight
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+        let results = backend.fetch_many(&locations).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(
+            server
+                .max_in_flight
+                .load(std::sync::atomic::Ordering::SeqCst),
+            expected,
+            "concurrency = {concurrency}"
+        );
+    }
+}
