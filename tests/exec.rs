@@ -84,7 +84,15 @@ impl Project {
     fn exec_as_pid1(&self, args: &[&str]) -> Command {
         let mut command = Command::new("unshare");
         command
-            .args(["--pid", "--fork", "--mount-proc", HUSHBOX, "exec"])
+            // --kill-child: a failed or killed test leaves no namespace behind.
+            .args([
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                HUSHBOX,
+                "exec",
+            ])
             .args(args)
             .current_dir(self.dir.path())
             .env_clear()
@@ -132,6 +140,15 @@ fn pid1_forwards_signals_reaps_orphans_and_passes_the_exit_code() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // A hang must fail the test, not CI: kill the namespace after a minute.
+    let watched = child.id() as i32;
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(watched),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
     let lines = wait_for_line(&mut child, "ready");
     assert_eq!(
         lines[0], "init=exec secret=hunter2",
