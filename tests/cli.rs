@@ -179,6 +179,9 @@ fn files_written_by_hushbox_decrypt_with_the_reference_age_cli_and_back() {
         .unwrap();
     age.stdin.take().unwrap().write_all(b"made by age").unwrap();
     assert!(age.wait().unwrap().success());
+    // A file hushbox did not write is refused until it is accepted into
+    // the store's integrity manifest (tests/store.rs covers why).
+    project.ok(&["store", "accept", "from-age"], None);
     let output = project.ok(&["get", "age://from-age"], None);
     assert_eq!(output.stdout, b"made by age");
 }

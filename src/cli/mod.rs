@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod store;
 
-pub use store::{StoreArgs, StoreCommand};
+pub use store::{ExportFormat, RecipientsCommand, StoreArgs, StoreCommand};
 
 /// hushbox fetches secrets from pluggable backends and delivers them to
 /// programs as files on tmpfs, `_FILE` paths, or environment variables.

@@ -1,21 +1,26 @@
 //! `hushbox store …`: manage the age store.
+//!
+//! Every command works on an [`AgeStore`] built from the manifest's age
+//! backend (or the default store), and calls it directly: the store's
+//! operations are blocking, so no async runtime is started here.
 
+mod edit;
+mod export;
+mod import;
+
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
-use std::sync::Arc;
 
-use hushbox_core::{Backend, BackendContext, DEFAULT_SIZE_LIMIT, Error, ErrorKind, SecretValue};
+use hushbox_age::{AgeConfig, AgeStore};
+use hushbox_core::{BackendContext, DEFAULT_SIZE_LIMIT, Error, ErrorKind, SecretValue};
 
-use super::{Outcome, Session, runtime};
-use crate::cli::{StoreArgs, StoreCommand};
+use super::{Failure, Outcome, Session};
+use crate::cli::{RecipientsCommand, StoreArgs, StoreCommand};
 use crate::exit;
 
-/// The age instance a store command works on, with its resolved settings.
-struct Store {
-    backend: Arc<dyn Backend>,
-    settings: hushbox_age::AgeSettings,
-}
-
-fn open(session: &Session, args: &StoreArgs) -> Result<Store, Error> {
+/// The age store a command works on: the manifest's only age backend, the
+/// one `--backend` names, or the default store.
+fn open(session: &Session, args: &StoreArgs) -> Result<AgeStore, Error> {
     let configured: Vec<(&String, &toml::Table)> = session
         .manifest
         .iter()
@@ -46,13 +51,8 @@ fn open(session: &Session, args: &StoreArgs) -> Result<Store, Error> {
         base_dir: session.base_dir(),
         env: &session.env,
     };
-    let config: hushbox_age::AgeConfig = context.parse_config(settings.clone())?;
-    let settings_resolved = config.resolve(&context)?;
-    let backend = session.registry.build("age", &context, settings)?;
-    Ok(Store {
-        backend,
-        settings: settings_resolved,
-    })
+    let config: AgeConfig = context.parse_config(settings)?;
+    AgeStore::from_config(&config, &context)
 }
 
 pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
@@ -64,66 +64,310 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
         } => {
             let store = open(session, &store)?;
             let recipients = if recipient.is_empty() {
-                hushbox_age::recipient_of_identity_file(&store.settings.identity_file)?
+                hushbox_age::recipient_of_identity_file(&store.settings().identity_file)?
             } else {
                 recipient
             };
-            let target = match &dir {
-                Some(subdir) => {
-                    // A subtree is a relative path of safe components, like a secret name.
-                    for component in subdir.split('/') {
-                        crate::output::validate_secret_name(component)
-                            .map_err(|error| error.with_subject(format!("--dir {subdir}")))?;
-                    }
-                    store.settings.store.join(subdir)
-                }
-                None => store.settings.store.clone(),
-            };
-            hushbox_age::init_store(&target, &recipients)?;
+            let target = store.init(&recipients, dir.as_deref())?;
             eprintln!(
-                "hushbox: initialised {} for {} recipient(s)",
+                "hushbox: initialised {} for {} recipient(s); its integrity manifest is {}",
                 target.display(),
-                recipients.len()
+                recipients.len(),
+                store
+                    .settings()
+                    .store
+                    .join(hushbox_age::INTEGRITY_FILE)
+                    .display()
             );
             Ok(exit::OK)
         }
         StoreCommand::Set { store, name, raw } => {
             let store = open(session, &store)?;
+            hushbox_age::validate_secret_path(&name)?;
             let mut value = read_value(&name)?;
             if !raw {
                 value.trim_one_trailing_newline();
             }
-            runtime()?.block_on(store.backend.put(&name, &value))?;
+            store.set(&name, &value)?;
             eprintln!("hushbox: stored {name}");
             Ok(exit::OK)
         }
         StoreCommand::Get { store, name } => {
             let store = open(session, &store)?;
-            let reference = hushbox_core::SecretRef::new(store.backend.name(), &name)?;
-            let document = runtime()?.block_on(store.backend.fetch(&reference))?;
+            let value = store.get(&name)?;
             let mut stdout = std::io::stdout().lock();
             // The user asked for this value on stdout.
             stdout
-                .write_all(document.value.expose())
+                .write_all(value.expose())
                 .and_then(|()| stdout.flush())
                 .map_err(|error| Error::io("cannot write to stdout", error))?;
             Ok(exit::OK)
         }
-        StoreCommand::Ls { store, prefix } => {
+        StoreCommand::Ls {
+            store,
+            prefix,
+            tree,
+        } => {
             let store = open(session, &store)?;
-            let names = runtime()?.block_on(store.backend.list(prefix.as_deref().unwrap_or("")))?;
-            for name in names {
-                println!("{name}");
-            }
+            let prefix = prefix.unwrap_or_default();
+            let names = store.list(&prefix)?;
+            let mut stdout = std::io::stdout().lock();
+            let text = if tree || stdout.is_terminal() {
+                let root = if prefix.is_empty() {
+                    store.settings().store.display().to_string()
+                } else {
+                    prefix.clone()
+                };
+                render_tree(&root, &names)
+            } else {
+                names.iter().map(|name| format!("{name}\n")).collect()
+            };
+            stdout
+                .write_all(text.as_bytes())
+                .map_err(|error| Error::io("cannot write to stdout", error))?;
             Ok(exit::OK)
         }
         StoreCommand::Rm { store, name } => {
             let store = open(session, &store)?;
-            runtime()?.block_on(store.backend.delete(&name))?;
+            store.remove(&name)?;
             eprintln!("hushbox: removed {name}");
             Ok(exit::OK)
         }
+        StoreCommand::Mv {
+            store,
+            from,
+            to,
+            force,
+        } => {
+            let store = open(session, &store)?;
+            let reencrypted = store.rename(&from, &to, force)?;
+            eprintln!(
+                "hushbox: renamed {from} to {to}{}",
+                if reencrypted {
+                    " (re-encrypted for the recipients of its new place)"
+                } else {
+                    ""
+                }
+            );
+            Ok(exit::OK)
+        }
+        StoreCommand::Edit { store, name, raw } => {
+            let store = open(session, &store)?;
+            edit::edit(session, &store, &name, raw)
+        }
+        StoreCommand::Recipients(command) => recipients(session, command),
+        StoreCommand::Reencrypt { store, prefix } => {
+            let store = open(session, &store)?;
+            let report = store.reencrypt(prefix.as_deref().unwrap_or(""))?;
+            for recipient in &report.added_recipients {
+                eprintln!("hushbox: recipient added to the store: {recipient}");
+            }
+            for recipient in &report.removed_recipients {
+                eprintln!("hushbox: recipient no longer in the store: {recipient}");
+            }
+            if report.key_rotated {
+                eprintln!("hushbox: the integrity key was replaced (a recipient left)");
+            }
+            for name in &report.reencrypted {
+                println!("{name}");
+            }
+            eprintln!(
+                "hushbox: re-encrypted {} secret(s); {} already had their recipients",
+                report.reencrypted.len(),
+                report.unchanged
+            );
+            if report.failed.is_empty() {
+                Ok(exit::OK)
+            } else {
+                Err(Failure {
+                    errors: report.failed,
+                    code: None,
+                })
+            }
+        }
+        StoreCommand::Import {
+            store,
+            file,
+            prefix,
+            manifest,
+            delete,
+            force,
+        } => {
+            let store = open(session, &store)?;
+            import::import(
+                session,
+                &store,
+                &import::ImportArgs {
+                    file,
+                    prefix: prefix.unwrap_or_default(),
+                    manifest,
+                    delete,
+                    force,
+                },
+            )
+        }
+        StoreCommand::Export {
+            store,
+            format,
+            prefix,
+            force,
+        } => {
+            let store = open(session, &store)?;
+            export::export(&store, format, prefix.as_deref().unwrap_or(""), force)
+        }
+        StoreCommand::Verify { store } => {
+            let store = open(session, &store)?;
+            let report = store.verify()?;
+            for name in &report.stale {
+                eprintln!(
+                    "hushbox: note: {name} is not encrypted to its current recipients \
+                     (`hushbox store reencrypt` fixes it)"
+                );
+            }
+            if report.problems.is_empty() {
+                eprintln!(
+                    "hushbox: {} secret(s) verified against the integrity manifest (version {})",
+                    report.checked,
+                    report.version.unwrap_or_default()
+                );
+                Ok(exit::OK)
+            } else {
+                Err(Failure {
+                    errors: report.problems,
+                    code: None,
+                })
+            }
+        }
+        StoreCommand::Accept { store, names } => {
+            let store = open(session, &store)?;
+            let report = store.accept(&names)?;
+            if report.created {
+                eprintln!("hushbox: created the integrity manifest");
+            }
+            for what in &report.accepted {
+                eprintln!("hushbox: accepted {what}");
+            }
+            for (label, names) in [
+                ("recorded", &report.added),
+                ("recorded the new file of", &report.changed),
+                ("forgot", &report.removed),
+            ] {
+                for name in names {
+                    eprintln!("hushbox: {label} {name}");
+                }
+            }
+            eprintln!(
+                "hushbox: the integrity manifest is at version {}",
+                report.version
+            );
+            Ok(exit::OK)
+        }
     }
+}
+
+fn recipients(session: &Session, command: RecipientsCommand) -> Outcome {
+    match command {
+        RecipientsCommand::Ls { store, dir } => {
+            let store = open(session, &store)?;
+            let view = store.recipients(dir.as_deref())?;
+            match &view.file {
+                Some(file) => eprintln!("hushbox: recipients from {}", file.display()),
+                None => eprintln!(
+                    "hushbox: no .age-recipients applies; secrets here are encrypted to your identity"
+                ),
+            }
+            for recipient in &view.recipients {
+                println!("{recipient}");
+            }
+            Ok(exit::OK)
+        }
+        RecipientsCommand::Add {
+            store,
+            dir,
+            recipients,
+        } => {
+            let store = open(session, &store)?;
+            let added = store.add_recipients(dir.as_deref(), &recipients)?;
+            if added.is_empty() {
+                eprintln!("hushbox: already recipients; nothing changed");
+            } else {
+                for recipient in &added {
+                    eprintln!("hushbox: added {recipient}");
+                }
+                eprintln!(
+                    "hushbox: run `hushbox store reencrypt{}` so that they can read the \
+                     existing secrets",
+                    dir.as_deref().map(|d| format!(" {d}/")).unwrap_or_default()
+                );
+            }
+            Ok(exit::OK)
+        }
+        RecipientsCommand::Rm {
+            store,
+            dir,
+            recipients,
+        } => {
+            let store = open(session, &store)?;
+            let removed = store.remove_recipients(dir.as_deref(), &recipients)?;
+            for recipient in &removed {
+                eprintln!("hushbox: removed {recipient}");
+            }
+            eprintln!(
+                "hushbox: the integrity key was replaced. Run `hushbox store reencrypt{}` so \
+                 that they cannot read new versions, and change the values themselves: \
+                 they could read them until now",
+                dir.as_deref().map(|d| format!(" {d}/")).unwrap_or_default()
+            );
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Draws names as a tree, directories with a trailing `/`.
+fn render_tree(root: &str, names: &[String]) -> String {
+    #[derive(Default)]
+    struct Node {
+        dirs: BTreeMap<String, Node>,
+        leaves: Vec<String>,
+    }
+    let mut top = Node::default();
+    for name in names {
+        let mut node = &mut top;
+        let mut parts: Vec<&str> = name.split('/').collect();
+        let leaf = parts.pop().unwrap_or_default();
+        for part in parts {
+            node = node.dirs.entry(part.to_owned()).or_default();
+        }
+        node.leaves.push(leaf.to_owned());
+    }
+    fn draw(node: &Node, indent: &str, out: &mut String) {
+        let mut items: Vec<(String, Option<&Node>)> = node
+            .leaves
+            .iter()
+            .map(|leaf| (leaf.clone(), None))
+            .chain(
+                node.dirs
+                    .iter()
+                    .map(|(name, child)| (format!("{name}/"), Some(child))),
+            )
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let count = items.len();
+        for (index, (label, child)) in items.into_iter().enumerate() {
+            let last = index + 1 == count;
+            out.push_str(indent);
+            out.push_str(if last { "└── " } else { "├── " });
+            out.push_str(&label);
+            out.push('\n');
+            if let Some(child) = child {
+                let deeper = format!("{indent}{}", if last { "    " } else { "│   " });
+                draw(child, &deeper, out);
+            }
+        }
+    }
+    let mut out = format!("{root}\n");
+    draw(&top, "", &mut out);
+    out
 }
 
 /// Reads a value from stdin, or from a no-echo prompt when stdin is a
@@ -179,4 +423,22 @@ fn prompt(name: &str) -> Result<SecretValue, Error> {
     zeroize::Zeroize::zeroize(&mut byte); // the last byte typed stays here otherwise
     let _ = tcsetattr(&tty, SetArg::TCSAFLUSH, &saved);
     result.map(|()| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_show_directories_with_a_slash() {
+        let names: Vec<String> = ["a", "a/b", "prod/api", "prod/db", "prod/x/y", "z"]
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect();
+        assert_eq!(
+            render_tree("secrets", &names),
+            "secrets\n├── a\n├── a/\n│   └── b\n├── prod/\n│   ├── api\n│   ├── db\n│   └── x/\n│       └── y\n└── z\n"
+        );
+        assert_eq!(render_tree("empty", &[]), "empty\n");
+    }
 }

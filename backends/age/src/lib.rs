@@ -40,6 +40,15 @@ pub use keys::{
 pub use store::{RECIPIENTS_FILE, init_store};
 pub use vault::{AcceptReport, AgeStore, RecipientsView, ReencryptReport, Revision, VerifyReport};
 
+/// Checks that `path` can name a secret: relative, without empty, `.`, `..`
+/// or dot-prefixed components, and without control characters.
+///
+/// # Errors
+/// [`hushbox_core::ErrorKind::Config`], saying why.
+pub fn validate_secret_path(path: &str) -> Result<()> {
+    store::check_secret_path(path).map_err(Into::into)
+}
+
 /// The integrity manifest's file name, in the store's root.
 pub const INTEGRITY_FILE: &str = integrity::INTEGRITY_FILE;
 
