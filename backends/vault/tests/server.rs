@@ -1169,3 +1169,107 @@ async fn requests_in_flight_are_bounded_by_concurrency() {
         );
     }
 }
+
+#[tokio::test]
+async fn kubernetes_login_with_the_service_account_token() {
+    let bao = Bao::start();
+    bao.kv_put("secret", "app/db", r#"{"password":"pw"}"#);
+    bao.policy(
+        "app-read",
+        r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
+    );
+    // A stand-in for the Kubernetes API server: every TokenReview says the
+    // token is the service account default/app.
+    let review = json!({
+        "kind": "TokenReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "status": {
+            "authenticated": true,
+            "audiences": ["https://kubernetes.default.svc"],
+            "user": {
+                "username": "system:serviceaccount:default:app",
+                "uid": "0b7c0a4e-1111-2222-3333-444455556666",
+                "groups": ["system:serviceaccounts"],
+            },
+        },
+    })
+    .to_string();
+    let kubernetes = Scripted::start(
+        Duration::ZERO,
+        std::sync::Arc::new(move |_: &str, _| (201, review.clone())),
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (jwt, _) = signed_jwt(json!({
+        "iss": "https://kubernetes.default.svc", "sub": "system:serviceaccount:default:app",
+        "aud": ["https://kubernetes.default.svc"], "iat": now, "nbf": now, "exp": now + 600,
+        "kubernetes.io": {
+            "namespace": "default",
+            "serviceaccount": { "name": "app", "uid": "0b7c0a4e-1111-2222-3333-444455556666" },
+        },
+    }));
+    bao.api(
+        "POST",
+        "sys/auth/kubernetes",
+        Some(r#"{"type":"kubernetes"}"#),
+    );
+    // The method wants a CA certificate for the API server; the stand-in
+    // speaks plain HTTP, so any certificate will do: the PKI engine's.
+    mount_pki(&bao);
+    let ca = json_string(&bao.api("GET", "pki/cert/ca", None), "certificate").unwrap();
+    bao.api(
+        "POST",
+        "auth/kubernetes/config",
+        Some(
+            &json!({
+                "kubernetes_host": kubernetes.address,
+                "kubernetes_ca_cert": ca,
+                "disable_local_ca_jwt": true,
+            })
+            .to_string(),
+        ),
+    );
+    bao.api(
+        "POST",
+        "auth/kubernetes/role/app",
+        Some(
+            &json!({
+                "bound_service_account_names": ["app"],
+                "bound_service_account_namespaces": ["default"],
+                "token_policies": ["app-read"],
+            })
+            .to_string(),
+        ),
+    );
+    std::fs::write(bao.dir().join("sa-token"), &jwt).unwrap();
+    let backend = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'kubernetes', role = 'app', token_file = 'sa-token' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    let document = fetch(&backend, "vault://secret/app/db").await.unwrap();
+    assert_eq!(field(&document, "vault://secret/app/db#password"), "pw");
+    assert_eq!(
+        kubernetes.log.lock().unwrap().len(),
+        1,
+        "one TokenReview for one login"
+    );
+    let other_role = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'kubernetes', role = 'nope', token_file = 'sa-token' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    let error = fetch(&other_role, "vault://secret/app/db")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error}");
+}
