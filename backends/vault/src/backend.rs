@@ -325,13 +325,15 @@ impl VaultBackend {
         }
         if renewable {
             match self.renew_self().await {
-                Ok((ttl, renewable)) => {
-                    client.renewed(&token, ttl, renewable).await;
-                    debug!(ttl_seconds = ttl.as_secs(), "renewed the token");
-                    // At its max TTL a token renews for less than asked; near
-                    // the end, log in again instead of renewing for seconds.
-                    if ttl > Duration::from_secs(2) || !self.can_log_in_again() {
-                        return Ok(Some(ttl));
+                Ok((renewed, renewable)) => {
+                    // Near its max TTL a token renews for less than it had:
+                    // with a method that can log in, the next refresh logs
+                    // in again instead of renewing for ever shorter spans.
+                    let capped = renewed < ttl && self.can_log_in_again();
+                    client.renewed(&token, renewed, renewable && !capped).await;
+                    debug!(ttl_seconds = renewed.as_secs(), capped, "renewed the token");
+                    if renewed > Duration::from_secs(2) || !self.can_log_in_again() {
+                        return Ok(Some(renewed));
                     }
                 }
                 Err(VaultError::Unavailable { .. }) | Err(VaultError::Tls { .. }) => {}
@@ -414,6 +416,11 @@ impl VaultBackend {
         if ttl.is_zero() {
             return Ok(None);
         }
+        if !token.renewable && !self.can_log_in_again() {
+            // A static token that cannot be renewed: nothing to do but let
+            // it run out (warned about when its TTL was looked up).
+            return Ok(None);
+        }
         Ok(Some(token.obtained + ttl * 2 / 3))
     }
 
@@ -488,6 +495,7 @@ impl VaultBackend {
             tokio::select! {
                 () = sleep => {}
                 () = inner.leases.changed.notified() => {}
+                () = inner.client.logged_in.notified() => {}
             }
         }
     }

@@ -130,6 +130,9 @@ pub(crate) struct Client {
     generation: std::sync::atomic::AtomicU64,
     /// The AppRole secret id after its file was removed, for logging in again.
     pub(crate) cached_secret_id: std::sync::Mutex<Option<Zeroizing<String>>>,
+    /// Signalled after every login, so a renewal loop that had no token to
+    /// look after starts looking after the new one.
+    pub(crate) logged_in: tokio::sync::Notify,
 }
 
 /// The pooled HTTP client, built on first use.
@@ -160,6 +163,7 @@ impl Client {
             token: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
             cached_secret_id: std::sync::Mutex::new(None),
+            logged_in: tokio::sync::Notify::new(),
         }
     }
 
@@ -206,6 +210,7 @@ impl Client {
             "logged in"
         );
         *current = Some(Arc::clone(&token));
+        self.logged_in.notify_one();
         Ok(token)
     }
 

@@ -533,11 +533,17 @@ async fn the_token_is_renewed_while_hushbox_runs() {
         &[],
         bao.dir(),
     );
-    assert!(fetch(&backend, "vault://secret/app/db").await.is_ok());
-    backend
-        .keep_alive(tokio::time::sleep(Duration::from_millis(5500)))
-        .await;
-    // Without renewal it would have expired 2.5 s ago.
+    // The renewal loop starts before the first login and picks the token up
+    // when the first fetch logs in.
+    let ((), first) = tokio::join!(
+        backend.keep_alive(tokio::time::sleep(Duration::from_millis(5500))),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            fetch(&backend, "vault://secret/app/db").await
+        }
+    );
+    assert!(first.is_ok());
+    // Without renewal it would have expired 2.4 s ago.
     let document = fetch(&backend, "vault://secret/app/db").await.unwrap();
     assert_eq!(field(&document, "vault://secret/app/db#password"), "pw");
     let lookup = bao.api_as(&token, None, "GET", "auth/token/lookup-self", None);
@@ -551,6 +557,44 @@ async fn the_token_is_renewed_while_hushbox_runs() {
     );
     // The root token never expires.
     assert_eq!(root_backend(&bao).renew_token().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_token_at_its_max_ttl_is_replaced_by_a_new_login() {
+    let bao = Bao::start();
+    bao.kv_put("secret", "app/db", r#"{"password":"pw"}"#);
+    // Renewable tokens that cannot live past 3 s: renewal alone cannot keep
+    // one alive for 6 s, new logins must.
+    let (role_id, secret_id) = enable_approle(
+        &bao,
+        json!({ "token_ttl": "2s", "token_max_ttl": "3s", "secret_id_num_uses": 0 }),
+    );
+    std::fs::write(bao.dir().join("role_id"), &role_id).unwrap();
+    std::fs::write(bao.dir().join("secret_id"), &secret_id).unwrap();
+    let backend = backend_with(
+        &format!(
+            "address = '{}'\nauth = {{ method = 'approle', role_id_file = 'role_id', secret_id_file = 'secret_id' }}",
+            bao.address
+        ),
+        &[],
+        bao.dir(),
+    );
+    let capture = hushbox_testkit::LogCapture::start();
+    assert!(fetch(&backend, "vault://secret/app/db").await.is_ok());
+    backend
+        .keep_alive(tokio::time::sleep(Duration::from_secs(6)))
+        .await;
+    let token = backend.renew_token().await.unwrap();
+    let logs = capture.finish();
+    assert!(token.is_some());
+    let logins = logs.matches("logged in").count();
+    assert!(logins >= 3, "{logins} logins in 6 s of 3 s tokens:\n{logs}");
+    assert!(logs.contains("renewed the token"), "{logs}");
+    assert!(
+        !logs.contains("logging in again"),
+        "the renewal loop logged in before the token expired, not after a 403:\n{logs}"
+    );
+    assert!(fetch(&backend, "vault://secret/app/db").await.is_ok());
 }
 
 /// A JWT signed with a fresh P-256 key, and the key's public half as PEM.
