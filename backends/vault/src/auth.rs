@@ -34,15 +34,17 @@ pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds the pooled client from the settings, through `vaultrs` (which
-/// configures reqwest's rustls for CA files, a client identity and
-/// verification), reading the CA and client certificate files.
+/// Builds the pooled client from the settings, reading the CA and client
+/// certificate files.
+///
+/// As with the `vault` CLI, a CA file or directory *replaces* the system's
+/// trust anchors instead of adding to them (and spares loading them); without
+/// one, the platform's roots are used. `vaultrs`'s own constructor would
+/// merge the two, so the `reqwest` client is built here and handed to a
+/// `vaultrs` client for the logins.
 pub(crate) fn build_http(settings: &VaultSettings) -> Result<Http, VaultError> {
     install_crypto_provider();
-    let mut ca_certs: Vec<String> = Vec::new();
-    for path in &settings.ca_certs {
-        ca_certs.push(readable_file(path, "CA certificate file")?);
-    }
+    let mut ca_files = settings.ca_certs.clone();
     if let Some(dir) = &settings.ca_path {
         let entries = std::fs::read_dir(dir).map_err(|source| VaultError::File {
             what: "CA certificate directory",
@@ -54,80 +56,86 @@ pub(crate) fn build_http(settings: &VaultSettings) -> Result<Http, VaultError> {
             .filter(|path| path.is_file())
             .collect();
         files.sort();
-        for path in files {
-            ca_certs.push(readable_file(&path, "CA certificate file")?);
-        }
+        ca_files.extend(files);
     }
-    let identity = match &settings.client_identity {
-        None => None,
-        Some((cert, key)) => {
-            // reqwest's rustls identity takes certificate and key as one PEM
-            // buffer; it is built in a wiped buffer sized for both.
-            let cert = read_credential(cert, "client certificate file")?;
-            let key = read_credential(key, "client key file")?;
-            let mut pem = Zeroizing::new(Vec::with_capacity(cert.len() + key.len() + 1));
-            pem.extend_from_slice(cert.as_bytes());
-            pem.push(b'\n');
-            pem.extend_from_slice(key.as_bytes());
-            Some(reqwest::Identity::from_pem(&pem).map_err(|_| {
-                VaultError::Config(
-                    "the client certificate or key is not a PEM certificate and private key".into(),
-                )
-            })?)
-        }
-    };
+    let mut roots = Vec::new();
+    for path in &ca_files {
+        let pem = std::fs::read(path).map_err(|source| VaultError::File {
+            what: "CA certificate file",
+            path: path.clone(),
+            source,
+        })?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|certificates| !certificates.is_empty())
+            .ok_or_else(|| {
+                VaultError::Config(format!("{} holds no PEM certificate", path.display()))
+            })?;
+        roots.extend(certificates);
+    }
+
+    let mut builder = reqwest::ClientBuilder::new()
+        .tls_backend_rustls()
+        .timeout(settings.timeout);
+    if settings.address.starts_with("http://") {
+        // No TLS at all: load no trust anchors (reqwest#2988, as vaultrs does).
+        builder = builder.tls_certs_only(Vec::new());
+    } else if !roots.is_empty() {
+        builder = builder.tls_certs_only(roots);
+    }
     if settings.skip_verify {
         warn!(
             address = %settings.address,
             "TLS VERIFICATION IS DISABLED (tls_skip_verify / VAULT_SKIP_VERIFY): any server can pose as Vault and receive the token"
         );
+        builder = builder.tls_danger_accept_invalid_certs(true);
     }
-    let mut builder = vaultrs::client::VaultClientSettingsBuilder::default();
-    builder
+    if let Some((cert, key)) = &settings.client_identity {
+        // reqwest's rustls identity takes certificate and key as one PEM
+        // buffer; it is built in a wiped buffer sized for both.
+        let cert = read_credential(cert, "client certificate file")?;
+        let key = read_credential(key, "client key file")?;
+        let mut pem = Zeroizing::new(Vec::with_capacity(cert.len() + key.len() + 1));
+        pem.extend_from_slice(cert.as_bytes());
+        pem.push(b'\n');
+        pem.extend_from_slice(key.as_bytes());
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
+            VaultError::Config(
+                "the client certificate or key is not a PEM certificate and private key".into(),
+            )
+        })?;
+        builder = builder.identity(identity);
+    }
+    let reqwest = builder.build().map_err(|_| {
+        VaultError::Config("the HTTP client could not be built with these TLS settings".into())
+    })?;
+
+    let mut vault_settings = vaultrs::client::VaultClientSettingsBuilder::default();
+    vault_settings
         .address(&settings.address)
-        .ca_certs(ca_certs)
-        .identity(identity)
+        .ca_certs(Vec::new())
+        .identity(None)
         .timeout(Some(settings.timeout))
         .token("")
         .verify(!settings.skip_verify)
         .namespace(settings.namespace.clone());
-    let vault_settings = builder.build().map_err(|_| {
+    let vault_settings = vault_settings.build().map_err(|_| {
         VaultError::Config(format!("the address `{}` is not usable", settings.address))
     })?;
-    let client =
-        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            vaultrs::client::VaultClient::new(vault_settings)
-        })
-        .map_err(|error| match error {
-            vaultrs::error::ClientError::FileReadError { path, source } => VaultError::File {
-                what: "CA certificate file",
-                path: path.into(),
-                source,
-            },
-            vaultrs::error::ClientError::ParseCertificateError { path, .. } => {
-                VaultError::Config(format!("{path} holds no PEM certificate"))
-            }
-            _ => VaultError::Config(
-                "the HTTP client could not be built with these TLS settings".into(),
-            ),
-        })?;
+    let vaultrs = vaultrs::client::VaultClient {
+        http: rustify::clients::reqwest::Client::new(&settings.address, reqwest.clone()),
+        middle: vaultrs::api::EndpointMiddleware {
+            token: String::new(),
+            version: "v1".to_owned(),
+            wrap: None,
+            namespace: settings.namespace.clone(),
+        },
+        settings: vault_settings,
+    };
     Ok(Http {
-        reqwest: client.http.http.clone(),
-        vaultrs: Arc::new(client),
+        reqwest,
+        vaultrs: Arc::new(vaultrs),
     })
-}
-
-/// Checks that a certificate file is there and readable, and returns its path
-/// as `vaultrs` takes it.
-fn readable_file(path: &Path, what: &'static str) -> Result<String, VaultError> {
-    std::fs::metadata(path).map_err(|source| VaultError::File {
-        what,
-        path: path.to_owned(),
-        source,
-    })?;
-    path.to_str()
-        .map(str::to_owned)
-        .ok_or_else(|| VaultError::Config(format!("the path {} is not UTF-8", path.display())))
 }
 
 /// Reads a small credential file into a wiped buffer sized from its length,
