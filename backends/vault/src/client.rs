@@ -106,8 +106,9 @@ pub(crate) struct Token {
 /// The outcome of one attempt, as the retry loop sees it.
 enum Attempt<T> {
     Done(T),
-    /// Worth trying again: why it failed this time.
-    Retry(String),
+    /// Worth trying again: why it failed this time, and how long the server
+    /// asked to wait (`Retry-After`), if it did.
+    Retry(String, Option<Duration>),
     /// A 403 (or 401).
     Forbidden,
     Fail(VaultError),
@@ -298,8 +299,9 @@ impl Client {
                 Attempt::Done(value) => return Ok(value),
                 Attempt::Forbidden => return Err(Forbidden),
                 Attempt::Fail(error) => return Err(Failed(error)),
-                Attempt::Retry(why) => {
-                    let wait = backoff(attempts);
+                Attempt::Retry(why, asked) => {
+                    let wait = asked
+                        .map_or_else(|| backoff(attempts), |asked| asked.max(backoff(attempts)));
                     if Instant::now() + wait > deadline {
                         warn!(path = what, attempts, reason = %why, "giving up");
                         return Err(Failed(VaultError::Unavailable {
@@ -401,7 +403,13 @@ impl Client {
                 Err(ReadFailure::Transport(error)) => self.transport_failure(&error),
             };
         }
-        classify_status(status.as_u16(), response.headers())
+        let code = status.as_u16();
+        if (400..500).contains(&code) && !matches!(code, 401 | 403 | 404 | 412 | 429) {
+            let body = read_body(response, SMALL_BODY_LIMIT).await.ok();
+            log_refusal(call.path, code, body.as_ref());
+            return Attempt::Fail(VaultError::Rejected { status: code });
+        }
+        classify_status(code, response.headers())
     }
 
     fn transport_failure<T>(&self, error: &reqwest::Error) -> Attempt<T> {
@@ -411,7 +419,7 @@ impl Client {
                 detail,
             });
         }
-        Attempt::Retry(describe_transport(error))
+        Attempt::Retry(describe_transport(error), None)
     }
 
     fn url(&self, path: &str, query: &[(&str, String)]) -> Result<url::Url, VaultError> {
@@ -535,6 +543,33 @@ fn backoff(attempt: u32) -> Duration {
     half + half.mul_f64(rand::random::<f64>())
 }
 
+/// Logs Vault's own reason for refusing a request (a 400 from
+/// `pki/issue/…` says which parameter it did not like). It goes to the log
+/// as a warning, never into the error: the error carries no server text.
+/// The request it answers is built from the reference's path and
+/// parameters (which are safe to log) or a lease id, never from a value.
+fn log_refusal(path: &str, status: u16, body: Option<&SecretValue>) {
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        errors: Vec<String>,
+    }
+    let Some(refusal) = body.and_then(|body| serde_json::from_slice::<Refusal>(body.expose()).ok())
+    else {
+        return;
+    };
+    let mut reason: String = refusal
+        .errors
+        .join("; ")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(500)
+        .collect();
+    if reason.is_empty() {
+        reason.push_str("(none given)");
+    }
+    warn!(path, status, reason = %reason, "the server refused the request");
+}
+
 /// What a non-2xx status means.
 fn classify_status<T>(status: u16, headers: &reqwest::header::HeaderMap) -> Attempt<T> {
     match status {
@@ -548,12 +583,10 @@ fn classify_status<T>(status: u16, headers: &reqwest::header::HeaderMap) -> Atte
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.trim().parse::<u64>().ok());
-            match retry_after {
-                Some(seconds) => Attempt::Retry(format!(
-                    "HTTP {status} (the server asked to retry after {seconds} s)"
-                )),
-                None => Attempt::Retry(format!("HTTP {status}")),
-            }
+            Attempt::Retry(
+                format!("HTTP {status}"),
+                retry_after.map(Duration::from_secs),
+            )
         }
         _ => Attempt::Fail(VaultError::Rejected { status }),
     }
@@ -576,13 +609,16 @@ fn classify_vaultrs<T>(error: &vaultrs::error::ClientError, method: &'static str
                                 .unwrap_or_default(),
                             detail,
                         }),
-                        None => Attempt::Retry(describe_transport(error)),
+                        None => Attempt::Retry(describe_transport(error), None),
                     },
-                    None => Attempt::Retry("the connection failed".into()),
+                    None => Attempt::Retry("the connection failed".into(), None),
                 };
             }
             rustify::errors::ClientError::ResponseError { .. } => {
-                return Attempt::Retry("the connection failed while reading the answer".into());
+                return Attempt::Retry(
+                    "the connection failed while reading the answer".into(),
+                    None,
+                );
             }
             _ => None,
         },
@@ -666,7 +702,10 @@ mod tests {
         ));
         for status in [412, 429, 500, 502, 503, 504] {
             assert!(
-                matches!(classify_status::<()>(status, &headers), Attempt::Retry(_)),
+                matches!(
+                    classify_status::<()>(status, &headers),
+                    Attempt::Retry(_, None)
+                ),
                 "{status}"
             );
         }

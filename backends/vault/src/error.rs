@@ -97,7 +97,7 @@ impl From<VaultError> for Error {
                 "the server does not support this operation on this path (HTTP 405)",
             ),
             VaultError::Rejected { status } => Error::config(format!(
-                "the server refused the request as invalid (HTTP {status}); check the path and its ?parameters"
+                "the server refused the request as invalid (HTTP {status}; its reason is logged as a warning); check the path and its ?parameters"
             )),
             VaultError::Malformed { what } => Error::malformed(format!(
                 "the server's answer is not what was expected: {what}"

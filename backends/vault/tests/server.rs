@@ -1317,3 +1317,31 @@ async fn kubernetes_login_with_the_service_account_token() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error}");
 }
+
+#[tokio::test]
+async fn a_refused_request_logs_the_servers_reason_and_the_error_says_where_to_look() {
+    let bao = Bao::start();
+    mount_pki(&bao);
+    let backend = root_backend(&bao);
+    let capture = hushbox_testkit::LogCapture::start();
+    // The role allows subdomains of `internal` only.
+    let error = fetch(
+        &backend,
+        "vault://pki/issue/web?common_name=app.example.com&ttl=1h",
+    )
+    .await
+    .unwrap_err();
+    let logs = capture.finish();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    assert!(error.to_string().contains("HTTP 400"), "{error}");
+    assert!(error.to_string().contains("logged"), "{error}");
+    assert!(
+        !error.to_string().contains("not allowed"),
+        "no server text in the error"
+    );
+    assert!(logs.contains("the server refused the request"), "{logs}");
+    assert!(
+        logs.contains("app.example.com"),
+        "Vault's reason names the input: {logs}"
+    );
+}
