@@ -236,7 +236,8 @@ impl From<AgeError> for Error {
             ),
             StoreExists { recipients_file } => Error::config(format!(
                 "a store already exists here ({} is present); change its recipients with \
-                 `hushbox store recipients` instead",
+                 `hushbox store recipients`, and protect a store made by age or passage \
+                 with an integrity manifest with `hushbox store accept`",
                 shown(&recipients_file)
             )),
             IdentityExists { path } => Error::config(format!(

@@ -311,11 +311,24 @@ impl AgeStore {
             return;
         };
         if let Err(error) = state::save(&file, &self.settings.store, &Seen::of(index)) {
-            tracing::warn!(
-                file = %file.display(),
-                %error,
-                "cannot record the store's integrity version; rollback detection is weaker"
-            );
+            // A read-only home (a container's) is normal there, and nothing
+            // can be done about it: said at debug level only.
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) {
+                tracing::debug!(
+                    file = %file.display(),
+                    %error,
+                    "cannot record the store's integrity version; rollback detection is off"
+                );
+            } else {
+                tracing::warn!(
+                    file = %file.display(),
+                    %error,
+                    "cannot record the store's integrity version; rollback detection is weaker"
+                );
+            }
         }
     }
 
