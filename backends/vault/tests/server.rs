@@ -519,10 +519,10 @@ async fn the_token_is_renewed_while_hushbox_runs() {
         "app-read",
         r#"path "secret/data/app/*" { capabilities = ["read"] }"#,
     );
-    // Lives 3 s unless renewed; renewable up to a minute.
+    // Lives 4 s unless renewed; renewable up to a minute.
     let token = bao.token(
         "app-read",
-        r#""ttl": "3s", "explicit_max_ttl": "60s", "renewable": true"#,
+        r#""ttl": "4s", "explicit_max_ttl": "60s", "renewable": true"#,
     );
     std::fs::write(bao.dir().join("token"), &token).unwrap();
     let backend = backend_with(
@@ -536,14 +536,14 @@ async fn the_token_is_renewed_while_hushbox_runs() {
     // The renewal loop starts before the first login and picks the token up
     // when the first fetch logs in.
     let ((), first) = tokio::join!(
-        backend.keep_alive(tokio::time::sleep(Duration::from_millis(5500))),
+        backend.keep_alive(tokio::time::sleep(Duration::from_millis(7000))),
         async {
             tokio::time::sleep(Duration::from_millis(100)).await;
             fetch(&backend, "vault://secret/app/db").await
         }
     );
     assert!(first.is_ok());
-    // Without renewal it would have expired 2.4 s ago.
+    // Without renewal it would have expired 2.9 s ago.
     let document = fetch(&backend, "vault://secret/app/db").await.unwrap();
     assert_eq!(field(&document, "vault://secret/app/db#password"), "pw");
     let lookup = bao.api_as(&token, None, "GET", "auth/token/lookup-self", None);
@@ -552,7 +552,7 @@ async fn the_token_is_renewed_while_hushbox_runs() {
     // renew_token on demand reports the new TTL.
     let ttl = backend.renew_token().await.unwrap().unwrap();
     assert!(
-        ttl <= Duration::from_secs(3) && ttl >= Duration::from_secs(2),
+        ttl <= Duration::from_secs(4) && ttl >= Duration::from_secs(3),
         "{ttl:?}"
     );
     // The root token never expires.
@@ -563,11 +563,11 @@ async fn the_token_is_renewed_while_hushbox_runs() {
 async fn a_token_at_its_max_ttl_is_replaced_by_a_new_login() {
     let bao = Bao::start();
     bao.kv_put("secret", "app/db", r#"{"password":"pw"}"#);
-    // Renewable tokens that cannot live past 3 s: renewal alone cannot keep
-    // one alive for 6 s, new logins must.
+    // Renewable tokens that cannot live past 4.5 s: renewal alone cannot
+    // keep one alive for 8 s, new logins must (at about 3.7 s and 7.3 s).
     let (role_id, secret_id) = enable_approle(
         &bao,
-        json!({ "token_ttl": "2s", "token_max_ttl": "3s", "secret_id_num_uses": 0 }),
+        json!({ "token_ttl": "3s", "token_max_ttl": "4500ms", "secret_id_num_uses": 0 }),
     );
     std::fs::write(bao.dir().join("role_id"), &role_id).unwrap();
     std::fs::write(bao.dir().join("secret_id"), &secret_id).unwrap();
@@ -582,13 +582,16 @@ async fn a_token_at_its_max_ttl_is_replaced_by_a_new_login() {
     let capture = hushbox_testkit::LogCapture::start();
     assert!(fetch(&backend, "vault://secret/app/db").await.is_ok());
     backend
-        .keep_alive(tokio::time::sleep(Duration::from_secs(6)))
+        .keep_alive(tokio::time::sleep(Duration::from_secs(8)))
         .await;
     let token = backend.renew_token().await.unwrap();
     let logs = capture.finish();
     assert!(token.is_some());
     let logins = logs.matches("logged in").count();
-    assert!(logins >= 3, "{logins} logins in 6 s of 3 s tokens:\n{logs}");
+    assert!(
+        logins >= 3,
+        "{logins} logins in 8 s of 4.5 s tokens:\n{logs}"
+    );
     assert!(logs.contains("renewed the token"), "{logs}");
     assert!(
         !logs.contains("logging in again"),
