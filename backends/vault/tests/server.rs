@@ -1348,3 +1348,44 @@ async fn a_refused_request_logs_the_servers_reason_and_the_error_says_where_to_l
         "Vault's reason names the input: {logs}"
     );
 }
+
+/// The way a one-shot command uses the backend: fetch on one runtime, which
+/// ends before the program runs, then revoke on exit from a new runtime. The
+/// pooled connections of the first runtime are dead by then; the client
+/// must open new ones instead of failing.
+#[test]
+fn leases_are_revoked_from_a_new_runtime_after_the_fetch_runtime_ended() {
+    let pg = Postgres::start();
+    let bao = Bao::start();
+    mount_database(&bao, &pg, "5m");
+    let backend = backend_with(
+        &format!(
+            "address = '{}'\nrevoke_on_exit = true\nretry_deadline = '3s'",
+            bao.address
+        ),
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+        bao.dir(),
+    );
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let document = runtime()
+        .block_on(fetch(&backend, "vault://database/creds/app"))
+        .unwrap();
+    let user = field(&document, "vault://database/creds/app#username");
+    assert!(pg.role_exists(&user));
+    let started = Instant::now();
+    let revoked = runtime()
+        .block_on(backend.revoke_obtained_leases())
+        .unwrap();
+    assert_eq!(revoked, 1);
+    assert!(!pg.role_exists(&user));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no retries needed: {:?}",
+        started.elapsed()
+    );
+}
