@@ -431,6 +431,10 @@ fn the_age_cli_reads_and_writes_the_store_and_its_subtrees() {
         Some(&b"ops only"[..])
     );
     assert_eq!(
+        age_decrypts(&carol.identity(), &project.secret_file("ops/from-age")).as_deref(),
+        Some(&b"by age"[..])
+    );
+    assert_eq!(
         age_decrypts(&carol.identity(), &project.secret_file("app/key")),
         None
     );
@@ -777,7 +781,7 @@ fn export_refuses_a_terminal_and_round_trips_through_import() {
     fs::write(project.path("exported.env"), &env.stdout).unwrap();
     project.ok(
         &alice,
-        &["store", "import", "exported.env", "--prefix", "copy/"],
+        &["store", "import", "exported.env", "--prefix", "copy"],
         None,
     );
     assert_eq!(

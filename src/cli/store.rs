@@ -117,7 +117,8 @@ pub enum StoreCommand {
         store: StoreArgs,
         /// The .env file (Docker Compose's env_file rules).
         file: PathBuf,
-        /// Store the secrets under this prefix, e.g. `dev/`.
+        /// Store the secrets in this directory of the store, e.g. `dev`
+        /// (`dev/KEY`).
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
         /// The manifest to add entries to (default: the one hushbox finds,

@@ -199,7 +199,13 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
                 &store,
                 &import::ImportArgs {
                     file,
-                    prefix: prefix.unwrap_or_default(),
+                    // A prefix names a directory of the store: `dev` is `dev/`.
+                    prefix: match prefix {
+                        Some(prefix) if !prefix.is_empty() && !prefix.ends_with('/') => {
+                            format!("{prefix}/")
+                        }
+                        prefix => prefix.unwrap_or_default(),
+                    },
                     manifest,
                     delete,
                     force,
