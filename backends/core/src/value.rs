@@ -233,7 +233,12 @@ mod tests {
             SecretValue::read_bounded(&mut &b"abcd"[..], 100, 3),
             Err(ReadError::TooLarge { limit: 3 })
         ));
-        assert_eq!(SecretValue::read_bounded(&mut &b""[..], 0, 0).unwrap().len(), 0);
+        assert_eq!(
+            SecretValue::read_bounded(&mut &b""[..], 0, 0)
+                .unwrap()
+                .len(),
+            0
+        );
     }
 
     #[test]
