@@ -571,20 +571,23 @@ impl AgeStore {
         if threads == 1 {
             return paths.iter().map(read_one).collect();
         }
-        // Contiguous chunks keep the results in order without sorting.
+        // Contiguous chunks keep the results in order without sorting; this
+        // thread reads the first one itself.
         let chunk = paths.len().div_ceil(threads);
         std::thread::scope(|scope| {
-            let workers: Vec<_> = paths
-                .chunks(chunk)
+            let mut parts = paths.chunks(chunk);
+            let first = parts.next().unwrap_or_default();
+            let workers: Vec<_> = parts
                 .map(|part| scope.spawn(move || part.iter().map(read_one).collect::<Vec<_>>()))
                 .collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| match worker.join() {
-                    Ok(results) => results,
+            let mut results: Vec<_> = first.iter().map(read_one).collect();
+            for worker in workers {
+                match worker.join() {
+                    Ok(part) => results.extend(part),
                     Err(panic) => std::panic::resume_unwind(panic),
-                })
-                .collect()
+                }
+            }
+            results
         })
     }
 

@@ -476,3 +476,38 @@ async fn the_backend_reports_integrity_failures_with_the_reference() {
     assert_eq!(error.kind(), ErrorKind::MalformedPayload);
     assert!(error.to_string().starts_with("age://token: "), "{error}");
 }
+
+#[tokio::test]
+async fn fetch_many_keeps_order_across_threads() {
+    let fixture = Fixture::sealed();
+    let store = fixture.store();
+    let values: Vec<hushbox_core::SecretValue> =
+        (0..60).map(|i| value(format!("v{i}").as_bytes())).collect();
+    let entries: Vec<(String, &hushbox_core::SecretValue)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("s/{i:02}"), v))
+        .collect();
+    store.set_many(&entries, false).unwrap();
+    // Reversed, with a missing one and an unsafe one in the middle.
+    let mut locations: Vec<hushbox_core::SecretRef> = (0..60)
+        .rev()
+        .map(|i| reference(&format!("s/{i:02}")))
+        .collect();
+    locations.insert(30, reference("s/missing"));
+    locations.insert(10, reference("s/..hidden/x"));
+    let results = fixture.backend().fetch_many(&locations).await;
+    assert_eq!(results.len(), 62);
+    for (location, result) in locations.iter().zip(&results) {
+        match location.path() {
+            "s/missing" => assert_eq!(result.as_ref().unwrap_err().kind(), ErrorKind::NotFound),
+            "s/..hidden/x" => assert_eq!(result.as_ref().unwrap_err().kind(), ErrorKind::Config),
+            path => {
+                let index: usize = path[2..].parse().unwrap();
+                let document = result.as_ref().unwrap();
+                assert_eq!(document.value.expose(), format!("v{index}").as_bytes());
+                assert_eq!(document.version.as_ref().unwrap().len(), 12);
+            }
+        }
+    }
+}
