@@ -303,8 +303,16 @@ fn edited_manifest(
         return Ok((None, 0));
     }
     let new_text = document.to_string();
-    // What is written must be a manifest hushbox reads.
-    Manifest::parse(&new_text, path)?;
+    // What is written must be a manifest hushbox reads, whose references
+    // reach this store.
+    let parsed = Manifest::parse(&new_text, path)?;
+    if scheme != hushbox_age::SCHEME && !parsed.backends.contains_key(scheme) {
+        return Err(Error::config(format!(
+            "the manifest has no [backends.{scheme}], so its new references would reach no \
+             store; nothing was imported (add the section, or import into the manifest that has it)"
+        ))
+        .with_subject(subject()));
+    }
     Ok((Some(new_text), added))
 }
 
@@ -428,6 +436,16 @@ mod tests {
         .unwrap();
         let error = edited_manifest(&path, "age", &[planned("A", "A")]).unwrap_err();
         assert!(error.to_string().contains("already sets A"), "{error}");
+    }
+
+    #[test]
+    fn references_must_reach_a_configured_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.toml");
+        let error = edited_manifest(&path, "team", &[planned("A", "A")]).unwrap_err();
+        assert!(error.to_string().contains("[backends.team]"), "{error}");
+        fs::write(&path, "version = 1\n[backends.team]\nkind = \"age\"\n").unwrap();
+        edited_manifest(&path, "team", &[planned("A", "A")]).unwrap();
     }
 
     #[test]
