@@ -79,6 +79,16 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
                     .join(hushbox_age::INTEGRITY_FILE)
                     .display()
             );
+            if let Some(dir) = &dir {
+                let existing = store.list(&format!("{dir}/"))?.len();
+                if existing > 0 {
+                    eprintln!(
+                        "hushbox: {existing} secret(s) under {dir}/ are still encrypted to the \
+                         recipients they had; `hushbox store reencrypt {dir}/` gives them to \
+                         these recipients only"
+                    );
+                }
+            }
             Ok(exit::OK)
         }
         StoreCommand::Set { store, name, raw } => {
