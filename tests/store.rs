@@ -743,6 +743,14 @@ fn edit_works_on_a_private_tmpfs_file_and_saves_only_changes() {
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(stderr(&output).contains("nothing was saved"));
     assert_eq!(fs::read(project.secret_file("db")).unwrap(), before);
+
+    // A secret that does not exist yet starts empty, and is created.
+    let mut command = alice.command_in(project.dir.path(), &["store", "edit", "new/one"]);
+    command.env("EDITOR", &editor).env("ACTION", "change");
+    let output = run(command, None);
+    assert!(stderr(&output).contains("content=\n"), "{}", stderr(&output));
+    assert_eq!(project.get(&alice, "new/one"), b"new value");
+    project.ok(&alice, &["store", "verify"], None);
 }
 
 #[test]
