@@ -552,10 +552,23 @@ impl AgeStore {
         let trust = match self.trust() {
             Ok(trust) => trust,
             Err(error) => {
+                // One failure of the whole store: said in full once, then
+                // referred to, so that a run of a thousand secrets does not
+                // print the same paragraph a thousand times.
                 let error = Error::from(error);
                 return paths
                     .iter()
-                    .map(|_| Err(Error::new(error.kind(), error.message().to_owned())))
+                    .enumerate()
+                    .map(|(index, _)| {
+                        Err(if index == 0 {
+                            Error::new(error.kind(), error.message().to_owned())
+                        } else {
+                            Error::new(
+                                error.kind(),
+                                "not read: the store could not be opened (the first error says why)",
+                            )
+                        })
+                    })
                     .collect();
             }
         };
