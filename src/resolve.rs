@@ -71,6 +71,90 @@ impl Backends {
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<dyn Backend>)> {
         self.instances.iter()
     }
+
+    /// Starts renewing tokens and leases for the instances that hold some,
+    /// on a thread with a runtime of its own, until the returned guard is
+    /// dropped. `None`, and no thread at all, when nothing needs it: the
+    /// usual case, in which hushbox runs beside the program with no thread
+    /// but the supervisor's.
+    pub fn keep_alive(&self) -> Option<KeepAlive> {
+        let keepers: Vec<Arc<dyn Backend>> = self
+            .instances
+            .values()
+            .filter(|backend| backend.needs_keep_alive())
+            .cloned()
+            .collect();
+        if keepers.is_empty() {
+            return None;
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let thread = std::thread::Builder::new()
+            .name("hushbox-keep-alive".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    warn!("cannot start the keep-alive runtime; leases will not be renewed");
+                    return;
+                };
+                runtime.block_on(futures::future::join_all(keepers.iter().map(|backend| {
+                    let mut stopped = stopped.clone();
+                    // Completes when the guard drops the sender.
+                    backend.keep_alive(Box::pin(
+                        async move { while stopped.changed().await.is_ok() {} },
+                    ))
+                })));
+            });
+        match thread {
+            Ok(thread) => Some(KeepAlive {
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            Err(error) => {
+                warn!(%error, "cannot start the keep-alive thread; leases will not be renewed");
+                None
+            }
+        }
+    }
+
+    /// Lets every instance give back what this run obtained, when its
+    /// settings ask for it (Vault's `revoke_on_exit`). Returns the errors.
+    pub async fn release(&self) -> Vec<Error> {
+        let results =
+            futures::future::join_all(self.instances.values().map(|backend| async move {
+                backend
+                    .release()
+                    .await
+                    .map_err(|error| error.with_subject(format!("[backends.{}]", backend.name())))
+            }))
+            .await;
+        let mut errors = Vec::new();
+        for result in results {
+            match result {
+                Ok(0) => {}
+                Ok(count) => debug!(count, "released leases"),
+                Err(error) => errors.push(error),
+            }
+        }
+        errors
+    }
+}
+
+/// Renewal running beside the program; dropping it stops and joins it.
+#[derive(Debug)]
+pub struct KeepAlive {
+    stop: Option<tokio::sync::watch::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Builds one instance through the registry.

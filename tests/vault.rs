@@ -486,3 +486,63 @@ fn no_value_or_token_reaches_stderr_at_trace_level() {
     assert!(!stderr(&output).contains(&canary));
     assert!(!stderr(&output).contains(&token));
 }
+
+/// `run` keeps the credentials of a database lease while the program runs,
+/// and revokes them when it exits (`revoke_on_exit`): the role exists while
+/// the program uses it and is gone from PostgreSQL afterwards.
+#[test]
+fn run_revokes_database_credentials_when_the_program_exits() {
+    use std::io::{BufRead, Write};
+    let pg = Postgres::start();
+    let bao = Bao::start();
+    mount_database(&bao, &pg);
+    let project = Project::new(&format!(
+        r#"version = 1
+[backends.vault]
+kind = "vault"
+address = "{address}"
+revoke_on_exit = true
+
+[secrets.db_user]
+ref = "vault://database/creds/app#username"
+env = "DB_USER_FILE"
+
+[secrets.db_password]
+ref = "vault://database/creds/app#password"
+env_value = "DB_PASSWORD"
+"#,
+        address = bao.address,
+    ));
+    let mut child = project
+        .command(
+            &[
+                "run",
+                "--",
+                "sh",
+                "-c",
+                "cat \"$DB_USER_FILE\"; echo; echo \"$DB_PASSWORD\"; read line",
+            ],
+            &[("VAULT_TOKEN", ROOT_TOKEN)],
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let user = lines.next().unwrap().unwrap();
+    let password = lines.next().unwrap().unwrap();
+    assert!(user.starts_with("v-"), "{user}");
+    assert!(
+        pg.role_exists(&user),
+        "the role exists while the program runs"
+    );
+    assert!(
+        pg.can_log_in(&user, &password),
+        "both fields from one lease"
+    );
+    child.stdin.take().unwrap().write_all(b"done\n").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!pg.role_exists(&user), "revoked when the program exited");
+}

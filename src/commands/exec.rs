@@ -5,13 +5,13 @@
 use hushbox_core::Error;
 
 use super::inject::{commit, output_options};
-use super::{Failure, Outcome, Session, runtime};
+use super::{Failure, Outcome, Session, release, resolve_plan};
 use crate::cli::ExecArgs;
 use crate::deliver::child_environment;
 use crate::exit;
 use crate::harden::Hardening;
 use crate::output::GenerationWriter;
-use crate::resolve::{Backends, resolve};
+use crate::resolve::Backends;
 use crate::supervise::{self, ChildSpec, SignalMask, SupervisorOptions, resolve_user};
 
 pub(super) fn exec(
@@ -39,30 +39,13 @@ pub(super) fn exec(
         None
     };
 
-    let env = if plan.secrets.is_empty() {
-        child_environment(
-            &session.process_env,
-            &plan,
-            &crate::resolve::Resolution::default(),
-            |name| plan.output.dir.join(name),
-        )?
-    } else {
-        let backends = Backends::build(&plan, &session.registry, &session.env)?;
-        let resolution = runtime()?.block_on(resolve(&plan, &backends))?;
-        // The runtime is gone here: the supervisor runs with no other thread.
-        drop(backends);
-        let env = child_environment(&session.process_env, &plan, &resolution, |name| {
-            writer
-                .as_ref()
-                .map_or_else(|| plan.output.dir.join(name), |w| w.path_of(name))
-        })?;
-        if let Some(writer) = &writer {
-            commit(writer, &plan, &resolution)?;
+    let backends = Backends::build(&plan, &session.registry, &session.env)?;
+    let env = match prepare(session, &plan, &backends, writer.as_ref()) {
+        Ok(env) => env,
+        Err(failure) => {
+            release(&backends);
+            return Err(failure);
         }
-        // Every value hushbox holds is wiped here, before the child runs:
-        // the supervisor holds no secrets while the app runs.
-        drop(resolution);
-        env
     };
     hardening.restore_core_limit();
 
@@ -75,6 +58,8 @@ pub(super) fn exec(
         ),
         _ => {}
     }
+    // Leases (database credentials) stay valid while the app runs.
+    let keep_alive = backends.keep_alive();
     if let Some(credentials) = &user {
         drop_privileges(credentials)?;
     }
@@ -87,18 +72,39 @@ pub(super) fn exec(
         user: None,
         foreground_tty: false,
     };
-    let code = supervise::run(
+    let outcome = supervise::run(
         spec,
         &SupervisorOptions {
             subreaper: true,
             mask,
         },
-    )
-    .map_err(|error| Failure {
+    );
+    drop(keep_alive);
+    release(&backends);
+    let code = outcome.map_err(|error| Failure {
         code: Some(u8::try_from(error.code).unwrap_or(exit::FAILURE)),
         errors: vec![Error::config(error.to_string())],
     })?;
     Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
+}
+
+/// Fetches, commits the generation, and builds the app's environment. Every
+/// value is wiped when this returns: the supervisor holds no secrets while
+/// the app runs.
+fn prepare(
+    session: &Session,
+    plan: &crate::plan::Plan,
+    backends: &Backends,
+    writer: Option<&GenerationWriter>,
+) -> Result<Vec<(std::ffi::OsString, std::ffi::OsString)>, Failure> {
+    let resolution = resolve_plan(plan, backends)?;
+    let env = child_environment(&session.process_env, plan, &resolution, |name| {
+        writer.map_or_else(|| plan.output.dir.join(name), |w| w.path_of(name))
+    })?;
+    if let Some(writer) = writer {
+        commit(writer, plan, &resolution)?;
+    }
+    Ok(env)
 }
 
 /// Drops hushbox's own privileges (supplementary groups, then gid, then uid)

@@ -21,10 +21,8 @@ pub(super) fn inject(session: &Session, args: InjectArgs) -> Outcome {
         .and_then(|resolution| Ok(commit(&writer, &plan, &resolution)?));
     // `revoke_on_exit = true` (vault): the leases this run obtained are
     // revoked as it exits, whether or not the generation was written.
-    if let Err(errors) = runtime.block_on(hushbox_vault::revoke_on_exit()) {
-        for error in errors {
-            tracing::warn!(%error, "revoke_on_exit");
-        }
+    for error in runtime.block_on(backends.release()) {
+        tracing::warn!(%error, "revoke_on_exit");
     }
     match committed? {
         Commit::Unchanged => eprintln!(

@@ -153,6 +153,31 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|error| Error::io("cannot start the async runtime", error))
 }
 
+/// Lets every backend give back what this run obtained (`revoke_on_exit`),
+/// on a runtime of its own. Failures are logged: they cannot undo a run.
+pub(crate) fn release(backends: &crate::resolve::Backends) {
+    let errors = match runtime() {
+        Ok(runtime) => runtime.block_on(backends.release()),
+        Err(error) => vec![error],
+    };
+    for error in errors {
+        tracing::warn!(%error, "could not release what this run obtained");
+    }
+}
+
+/// Resolves a plan: every value, or every error. An empty plan costs no
+/// runtime at all (`exec` with nothing to fetch starts as fast as tini).
+pub(crate) fn resolve_plan(
+    plan: &crate::plan::Plan,
+    backends: &crate::resolve::Backends,
+) -> Result<crate::resolve::Resolution, Failure> {
+    if plan.secrets.is_empty() {
+        return Ok(crate::resolve::Resolution::default());
+    }
+    // The runtime ends with this call: no thread outlives the fetch.
+    Ok(runtime()?.block_on(crate::resolve::resolve(plan, backends))?)
+}
+
 /// Runs the parsed command.
 pub fn dispatch(
     cli: Cli,

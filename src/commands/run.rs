@@ -4,11 +4,11 @@
 use hushbox_core::Error;
 
 use super::inject::commit;
-use super::{Failure, Outcome, Session, runtime};
+use super::{Failure, Outcome, Session, release, resolve_plan};
 use crate::cli::RunArgs;
 use crate::deliver::child_environment;
 use crate::output::{GenerationWriter, OutputOptions, RunDir};
-use crate::resolve::{Backends, resolve};
+use crate::resolve::Backends;
 use crate::supervise::{self, ChildSpec, SignalMask, SupervisorOptions};
 
 /// Blocks signals for the commands that supervise a child. Must run before
@@ -32,28 +32,17 @@ pub(super) fn run(
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `run`"))?;
     let plan = session.plan(true, None, false)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
-    let resolution = {
-        let runtime = runtime()?;
-        runtime.block_on(resolve(&plan, &backends))?
-        // The runtime ends here: no thread outlives the fetch.
+    let prepared = prepare(session, &plan, &backends);
+    let (run_dir, env) = match prepared {
+        Ok(prepared) => prepared,
+        Err(failure) => {
+            release(&backends);
+            return Err(failure);
+        }
     };
-    drop(backends);
-
-    let run_dir = RunDir::create(&session.env)?;
-    let writer = GenerationWriter::open(OutputOptions {
-        dir: run_dir.path().to_path_buf(),
-        uid: None,
-        gid: None,
-        mode: plan.output.mode,
-        allow_disk: false,
-    })?;
-    let env = child_environment(&session.process_env, &plan, &resolution, |name| {
-        writer.path_of(name)
-    })?;
-    commit(&writer, &plan, &resolution)?;
-    // Every value hushbox holds is wiped here, before the child runs.
-    drop(resolution);
     hardening.restore_core_limit();
+    // Leases (database credentials) stay valid while the program runs.
+    let keep_alive = backends.keep_alive();
 
     let mut command = args.command.into_iter();
     let spec = ChildSpec {
@@ -70,6 +59,8 @@ pub(super) fn run(
             mask,
         },
     );
+    drop(keep_alive);
+    release(&backends);
     let removed = run_dir.remove();
     let code = outcome.map_err(|error| Failure {
         code: Some(u8::try_from(error.code).unwrap_or(crate::exit::FAILURE)),
@@ -77,4 +68,28 @@ pub(super) fn run(
     })?;
     removed?;
     Ok(u8::try_from(code).unwrap_or(crate::exit::FAILURE))
+}
+
+/// Fetches, writes the private directory's generation, and builds the
+/// child's environment. Every value is wiped when this returns: the child
+/// runs while hushbox holds none.
+fn prepare(
+    session: &Session,
+    plan: &crate::plan::Plan,
+    backends: &Backends,
+) -> Result<(RunDir, Vec<(std::ffi::OsString, std::ffi::OsString)>), Failure> {
+    let resolution = resolve_plan(plan, backends)?;
+    let run_dir = RunDir::create(&session.env)?;
+    let writer = GenerationWriter::open(OutputOptions {
+        dir: run_dir.path().to_path_buf(),
+        uid: None,
+        gid: None,
+        mode: plan.output.mode,
+        allow_disk: false,
+    })?;
+    let env = child_environment(&session.process_env, plan, &resolution, |name| {
+        writer.path_of(name)
+    })?;
+    commit(&writer, plan, &resolution)?;
+    Ok((run_dir, env))
 }

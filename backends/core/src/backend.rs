@@ -155,6 +155,30 @@ pub trait Backend: Send + Sync + fmt::Debug {
         )
     }
 
+    /// Whether the instance holds something that expires while a program
+    /// runs (renewable leases, the token that renews them) and so wants
+    /// [`Backend::keep_alive`] to run beside the program. Asked after the
+    /// fetch. Default: nothing to keep alive.
+    fn needs_keep_alive(&self) -> bool {
+        false
+    }
+
+    /// Renews tokens and leases until `shutdown` completes.
+    ///
+    /// # Behavior
+    /// - Returns once `shutdown` has completed, not before.
+    /// - Failures are logged and retried; they never end the loop early.
+    async fn keep_alive(&self, shutdown: futures::future::BoxFuture<'static, ()>) {
+        shutdown.await;
+    }
+
+    /// Gives back what this run obtained, when the user asked for it (such
+    /// as Vault's `revoke_on_exit`). Called once, when hushbox is done.
+    /// Returns how many leases were released. Default: nothing to release.
+    async fn release(&self) -> Result<usize> {
+        Ok(0)
+    }
+
     /// Removes the secret at `path`.
     ///
     /// # Behavior

@@ -274,7 +274,11 @@ impl VaultBackend {
         if ids.is_empty() {
             return Ok(0);
         }
-        let results: Vec<_> = futures::stream::iter(ids.iter().map(|id| self.revoke_lease_id(id)))
+        // Collected first: a lazy `map` inside the stream trips the
+        // compiler's higher-ranked lifetime check when this future must be
+        // `Send` (as `Backend::release` requires).
+        let revocations: Vec<_> = ids.iter().map(|id| self.revoke_lease_id(id)).collect();
+        let results: Vec<_> = futures::stream::iter(revocations)
             .buffer_unordered(self.inner.settings.concurrency)
             .collect()
             .await;
@@ -589,5 +593,24 @@ impl Backend for VaultBackend {
 
     async fn fetch_many(&self, locations: &[SecretRef]) -> Vec<Result<Document>> {
         self.fetch_distinct(locations).await
+    }
+
+    /// Renewable leases (database credentials, say) must outlive the fetch
+    /// for as long as the program that uses them runs.
+    fn needs_keep_alive(&self) -> bool {
+        self.obtained_leases().iter().any(|lease| lease.renewable)
+    }
+
+    async fn keep_alive(&self, shutdown: futures::future::BoxFuture<'static, ()>) {
+        VaultBackend::keep_alive(self, shutdown).await;
+    }
+
+    /// Revokes the leases this run obtained, when `revoke_on_exit = true`.
+    async fn release(&self) -> Result<usize> {
+        if self.revoke_on_exit() {
+            self.revoke_obtained_leases().await
+        } else {
+            Ok(0)
+        }
     }
 }
