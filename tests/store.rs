@@ -748,7 +748,11 @@ fn edit_works_on_a_private_tmpfs_file_and_saves_only_changes() {
     let mut command = alice.command_in(project.dir.path(), &["store", "edit", "new/one"]);
     command.env("EDITOR", &editor).env("ACTION", "change");
     let output = run(command, None);
-    assert!(stderr(&output).contains("content=\n"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("content=\n"),
+        "{}",
+        stderr(&output)
+    );
     assert_eq!(project.get(&alice, "new/one"), b"new value");
     project.ok(&alice, &["store", "verify"], None);
 }
