@@ -132,8 +132,17 @@ fn push_json_string(out: &mut SecretValue, text: &str) {
             '\r' => out.push_slice(b"\\r"),
             '\t' => out.push_slice(b"\\t"),
             c if (c as u32) < 0x20 => {
-                let escaped = format!("\\u{:04x}", c as u32);
-                out.push_slice(escaped.as_bytes());
+                // Written digit by digit: no `String` copy of the value's byte.
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let byte = c as u8;
+                out.push_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ]);
             }
             c => {
                 let mut buffer = [0u8; 4];
