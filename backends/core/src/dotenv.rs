@@ -8,7 +8,7 @@
 //! - A name is letters, digits, `_`, `.`, `-`, `[` and `]`; it ends at `=`
 //!   or, YAML-style, at `:`. A name alone on its line has no value in the
 //!   file (Compose takes it from its own environment): [`parse_entries`]
-//!   reports it with `value: None`, [`parse`] leaves it out.
+//!   reports it as [`Value::FromEnvironment`], [`parse`] leaves it out.
 //! - **Unquoted** values run to the end of the line, end at the first ` #`
 //!   (a space, then `#`: `a#b` is a value), and lose surrounding blanks.
 //! - **Single-quoted** values are literal, except that `\'` is a quote; they
@@ -23,7 +23,9 @@
 //!   file** only. Compose would also look in its own environment; hushbox
 //!   does not take values from whatever environment it happens to run in, so
 //!   a reference to a name the file does not define (without a default) is
-//!   an error rather than a silently empty value.
+//!   an error rather than a silently empty value. That error spoils its own
+//!   entry only ([`Value::Invalid`]): [`parse`] refuses the document, while
+//!   [`get`] still reads the other names.
 //! - A later duplicate name replaces the earlier one, as in Compose.
 //!
 //! Stricter than Compose, on purpose: text after a closing quote (other than
@@ -61,33 +63,82 @@ pub struct Entry {
     pub name: String,
     /// The 1-based line where the entry starts.
     pub line: usize,
-    /// The value; `None` for a name alone on its line, which Compose takes
-    /// from its environment and the file does not define.
-    pub value: Option<SecretValue>,
+    /// What the file says its value is.
+    pub value: Value,
+}
+
+/// The value of an [`Entry`].
+pub enum Value {
+    /// The value the file defines.
+    Defined(SecretValue),
+    /// A name alone on its line: Compose takes its value from its own
+    /// environment; the file does not define one.
+    FromEnvironment,
+    /// The value refers to a variable that the file does not define before
+    /// it (or a required one that is empty): it has no value hushbox will
+    /// deliver.
+    Invalid(ParseError),
+}
+
+impl Value {
+    /// The defined value, if there is one.
+    pub fn defined(&self) -> Option<&SecretValue> {
+        match self {
+            Value::Defined(value) => Some(value),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = match &self.value {
+            Value::Defined(_) => "defined",
+            Value::FromEnvironment => "from the environment",
+            Value::Invalid(_) => "invalid",
+        };
         f.debug_struct("Entry")
             .field("name", &self.name)
             .field("line", &self.line)
-            .field("has_value", &self.value.is_some())
+            .field("value", &value)
             .finish_non_exhaustive()
     }
 }
 
 /// Parses a `.env` document into `(name, value)` pairs, in the order of
 /// each name's last definition. Names without a value in the file are left
-/// out.
+/// out; a value that cannot be interpolated is an error.
 pub fn parse(document: &[u8]) -> Result<Vec<(String, SecretValue)>, ParseError> {
-    Ok(parse_entries(document)?
+    let mut pairs = Vec::new();
+    for entry in parse_entries(document)? {
+        match entry.value {
+            Value::Defined(value) => pairs.push((entry.name, value)),
+            Value::FromEnvironment => {}
+            Value::Invalid(error) => return Err(error),
+        }
+    }
+    Ok(pairs)
+}
+
+/// The value of `name` in a `.env` document: `Ok(None)` when the file does
+/// not define it. Only a syntax error anywhere, or a value of `name` itself
+/// that cannot be interpolated, is an error: another line's reference to a
+/// variable the file lacks does not stop this one from being read.
+pub fn get(document: &[u8], name: &str) -> Result<Option<SecretValue>, ParseError> {
+    let entry = parse_entries(document)?
         .into_iter()
-        .filter_map(|entry| Some((entry.name, entry.value?)))
-        .collect())
+        .find(|entry| entry.name == name);
+    match entry.map(|entry| entry.value) {
+        Some(Value::Defined(value)) => Ok(Some(value)),
+        Some(Value::Invalid(error)) => Err(error),
+        Some(Value::FromEnvironment) | None => Ok(None),
+    }
 }
 
 /// Parses a `.env` document into its entries, in the order of each name's
-/// last definition, including names alone on a line (`value: None`).
+/// last definition, including names alone on a line. A syntax error
+/// anywhere is an error; a value that cannot be interpolated is an
+/// [`Value::Invalid`] entry.
 pub fn parse_entries(document: &[u8]) -> Result<Vec<Entry>, ParseError> {
     let mut parser = Parser {
         input: document,
@@ -133,6 +184,14 @@ struct Parser<'a> {
 impl Parser<'_> {
     fn error(&self, line: usize, reason: &'static str) -> ParseError {
         ParseError { line, reason }
+    }
+
+    /// A value with its references resolved, or why it cannot be.
+    fn interpolated(&self, raw: &[u8], line: usize, earlier: &[Entry]) -> Value {
+        match interpolate(raw, earlier) {
+            Ok(value) => Value::Defined(value),
+            Err(reason) => Value::Invalid(self.error(line, reason)),
+        }
     }
 
     fn rest(&self) -> &[u8] {
@@ -188,7 +247,7 @@ impl Parser<'_> {
                 return Ok(Some(Entry {
                     name,
                     line,
-                    value: None,
+                    value: Value::FromEnvironment,
                 }));
             }
             _ => self.pos += 1, // `=` or `:`
@@ -198,11 +257,7 @@ impl Parser<'_> {
             Some(&quote @ (b'\'' | b'"')) => self.quoted(quote, line, earlier)?,
             _ => self.unquoted(line, earlier)?,
         };
-        Ok(Some(Entry {
-            name,
-            line,
-            value: Some(value),
-        }))
+        Ok(Some(Entry { name, line, value }))
     }
 
     /// Reads a name up to `=`, `:`, a line break or the end, leaving the
@@ -234,7 +289,7 @@ impl Parser<'_> {
         Ok(raw.to_owned())
     }
 
-    fn unquoted(&mut self, line: usize, earlier: &[Entry]) -> Result<SecretValue, ParseError> {
+    fn unquoted(&mut self, line: usize, earlier: &[Entry]) -> Result<Value, ParseError> {
         let rest = self.rest();
         let end = rest
             .iter()
@@ -246,17 +301,12 @@ impl Parser<'_> {
             raw = &raw[..comment];
         }
         let raw = trim_end(raw);
-        let value = interpolate(raw, earlier).map_err(|reason| self.error(line, reason))?;
+        let value = self.interpolated(raw, line, earlier);
         self.skip_line();
         Ok(value)
     }
 
-    fn quoted(
-        &mut self,
-        quote: u8,
-        line: usize,
-        earlier: &[Entry],
-    ) -> Result<SecretValue, ParseError> {
+    fn quoted(&mut self, quote: u8, line: usize, earlier: &[Entry]) -> Result<Value, ParseError> {
         let start = self.pos + 1; // after the opening quote
         // Find the closing quote first, so the value's buffer is sized once:
         // a quote preceded by an unconsumed backslash is escaped.
@@ -295,9 +345,9 @@ impl Parser<'_> {
         }
         let value = if quote == b'"' {
             let unescaped = expand_escapes(collected.expose());
-            interpolate(unescaped.expose(), earlier).map_err(|reason| self.error(line, reason))?
+            self.interpolated(unescaped.expose(), line, earlier)
         } else {
-            collected
+            Value::Defined(collected)
         };
         self.line += raw.iter().filter(|&&byte| byte == b'\n').count();
         self.pos = end + 1;
@@ -449,7 +499,7 @@ fn lookup<'e>(name: &[u8], earlier: &'e [Entry]) -> Option<&'e SecretValue> {
     earlier
         .iter()
         .find(|entry| entry.name.as_bytes() == name)
-        .and_then(|entry| entry.value.as_ref())
+        .and_then(|entry| entry.value.defined())
 }
 
 /// `NAME`, `NAME:-default`, `NAME-default`, `NAME:+alt`, `NAME+alt`,
@@ -634,11 +684,31 @@ mod tests {
     }
 
     #[test]
+    fn get_reads_a_name_despite_another_line_it_cannot_interpolate() {
+        let document = b"PATH_EXTRA=$HOME/bin\nKEY=value\nUSES=${KEY}-x\nBAD=${PATH_EXTRA}\n";
+        assert_eq!(get(document, "KEY").unwrap().unwrap().expose(), b"value");
+        assert_eq!(get(document, "USES").unwrap().unwrap().expose(), b"value-x");
+        assert_eq!(get(document, "PATH_EXTRA").unwrap_err().line, 1);
+        // An entry that refers to an invalid one is invalid too.
+        assert_eq!(get(document, "BAD").unwrap_err().line, 4);
+        assert!(get(document, "ABSENT").unwrap().is_none());
+        assert_eq!(parse(document).unwrap_err().line, 1);
+        // A syntax error anywhere is still fatal.
+        assert!(get(b"KEY=v\nA=\"open\n", "KEY").is_err());
+    }
+
+    #[test]
     fn names_alone_have_no_value() {
         let entries = parse_entries(b"A=1\nINHERITED\nB=2\nLAST").unwrap();
         let shape: Vec<(&str, usize, bool)> = entries
             .iter()
-            .map(|entry| (entry.name.as_str(), entry.line, entry.value.is_some()))
+            .map(|entry| {
+                (
+                    entry.name.as_str(),
+                    entry.line,
+                    entry.value.defined().is_some(),
+                )
+            })
             .collect();
         assert_eq!(
             shape,
@@ -685,7 +755,7 @@ mod tests {
         let entries = parse_entries(b"A=canary").unwrap();
         let text = format!("{entries:?}");
         assert!(
-            !text.contains("canary") && text.contains("has_value: true"),
+            !text.contains("canary") && text.contains("value: \"defined\""),
             "{text}"
         );
     }

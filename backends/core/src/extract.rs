@@ -39,12 +39,10 @@ pub fn extract_field(document: &SecretValue, format: Format, field: &Field) -> R
                     "a JSON pointer cannot select from a .env file",
                 ));
             };
-            let entries = dotenv::parse(document.expose())
-                .map_err(|error| Error::malformed(format!("not a valid .env file: {error}")))?;
-            entries
-                .into_iter()
-                .find(|(name, _)| name == key)
-                .map(|(_, value)| value)
+            // Only the key asked for must be readable: another line's
+            // reference to a variable the file lacks does not matter here.
+            dotenv::get(document.expose(), key)
+                .map_err(|error| Error::malformed(format!("not a valid .env file: {error}")))?
                 .ok_or_else(|| Error::not_found(format!("no key `{key}` in the .env file")))
         }
         Format::Json => {

@@ -63,15 +63,23 @@ pub(super) fn import(session: &Session, store: &AgeStore, args: &ImportArgs) -> 
     let mut planned = Vec::new();
     let mut by_secret: BTreeMap<String, usize> = BTreeMap::new();
     for entry in entries {
-        let Some(value) = entry.value else {
-            // The name alone may be a secret pasted on its own line: the
-            // note gives the line, not the name.
-            eprintln!(
-                "hushbox: {shown}, line {}: a name without `=` (Compose takes its value from \
-                 the environment) was not imported",
-                entry.line
-            );
-            continue;
+        let value = match entry.value {
+            dotenv::Value::Defined(value) => value,
+            dotenv::Value::FromEnvironment => {
+                // The name alone may be a secret pasted on its own line: the
+                // note gives the line, not the name.
+                eprintln!(
+                    "hushbox: {shown}, line {}: a name without `=` (Compose takes its value \
+                     from the environment) was not imported",
+                    entry.line
+                );
+                continue;
+            }
+            dotenv::Value::Invalid(error) => {
+                return Err(Error::config(format!("{error}; nothing was imported"))
+                    .with_subject(&shown)
+                    .into());
+            }
         };
         let at_line = |message: String| {
             Error::config(format!(
