@@ -5,14 +5,13 @@
 use hushbox_core::Error;
 
 use super::inject::{commit, output_options};
-use super::{Failure, Outcome, Session, release, resolve_plan};
+use super::{Failure, Outcome, Session, release, resolve_plan, supervise_child};
 use crate::cli::ExecArgs;
 use crate::deliver::child_environment;
-use crate::exit;
 use crate::harden::Hardening;
 use crate::output::GenerationWriter;
 use crate::resolve::Backends;
-use crate::supervise::{self, ChildSpec, SignalMask, SupervisorOptions, resolve_user};
+use crate::supervise::{self, SignalMask, SupervisorOptions, resolve_user};
 
 pub(super) fn exec(
     session: &Session,
@@ -58,34 +57,14 @@ pub(super) fn exec(
         ),
         _ => {}
     }
-    // Leases (database credentials) stay valid while the app runs.
-    let keep_alive = backends.keep_alive();
     if let Some(credentials) = &user {
         drop_privileges(credentials)?;
     }
-    let mut command = args.command.into_iter();
-    let spec = ChildSpec {
-        program: command.next().expect("clap requires a command"),
-        args: command.collect(),
-        env,
-        // hushbox itself is already the user: the child inherits it.
-        user: None,
-        foreground_tty: false,
+    let options = SupervisorOptions {
+        subreaper: true,
+        mask,
     };
-    let outcome = supervise::run(
-        spec,
-        &SupervisorOptions {
-            subreaper: true,
-            mask,
-        },
-    );
-    drop(keep_alive);
-    release(&backends);
-    let code = outcome.map_err(|error| Failure {
-        code: Some(u8::try_from(error.code).unwrap_or(exit::FAILURE)),
-        errors: vec![Error::config(error.to_string())],
-    })?;
-    Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
+    supervise_child(args.command, env, &options, false, &backends)
 }
 
 /// Fetches, commits the generation, and builds the app's environment. Every

@@ -178,6 +178,37 @@ pub(crate) fn resolve_plan(
     Ok(runtime()?.block_on(crate::resolve::resolve(plan, backends))?)
 }
 
+/// Runs `command` as the supervised child, with the backends' keep-alive
+/// beside it, then lets the backends release what this run obtained.
+/// Returns the child's exit code (or 128+n) as hushbox's own.
+pub(crate) fn supervise_child(
+    command: Vec<std::ffi::OsString>,
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    options: &crate::supervise::SupervisorOptions,
+    foreground_tty: bool,
+    backends: &crate::resolve::Backends,
+) -> Outcome {
+    // Leases (database credentials) stay valid while the program runs.
+    let keep_alive = backends.keep_alive();
+    let mut command = command.into_iter();
+    let spec = crate::supervise::ChildSpec {
+        program: command.next().expect("clap requires a command"),
+        args: command.collect(),
+        env,
+        // hushbox has already become the user the program runs as, if any.
+        user: None,
+        foreground_tty,
+    };
+    let outcome = crate::supervise::run(spec, options);
+    drop(keep_alive);
+    release(backends);
+    let code = outcome.map_err(|error| Failure {
+        code: Some(u8::try_from(error.code).unwrap_or(exit::FAILURE)),
+        errors: vec![Error::config(error.to_string())],
+    })?;
+    Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
+}
+
 /// Runs the parsed command.
 pub fn dispatch(
     cli: Cli,

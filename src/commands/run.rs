@@ -4,12 +4,12 @@
 use hushbox_core::Error;
 
 use super::inject::commit;
-use super::{Failure, Outcome, Session, release, resolve_plan};
+use super::{Failure, Outcome, Session, release, resolve_plan, supervise_child};
 use crate::cli::RunArgs;
 use crate::deliver::child_environment;
 use crate::output::{GenerationWriter, OutputOptions, RunDir};
 use crate::resolve::Backends;
-use crate::supervise::{self, ChildSpec, SignalMask, SupervisorOptions};
+use crate::supervise::{self, SignalMask, SupervisorOptions};
 
 /// Blocks signals for the commands that supervise a child. Must run before
 /// any thread starts, so every thread inherits the mask and signals wait for
@@ -41,33 +41,16 @@ pub(super) fn run(
         }
     };
     hardening.restore_core_limit();
-    // Leases (database credentials) stay valid while the program runs.
-    let keep_alive = backends.keep_alive();
-
-    let mut command = args.command.into_iter();
-    let spec = ChildSpec {
-        program: command.next().expect("clap requires a command"),
-        args: command.collect(),
-        env,
-        user: None,
-        foreground_tty: true,
+    let options = SupervisorOptions {
+        subreaper: false,
+        mask,
     };
-    let outcome = supervise::run(
-        spec,
-        &SupervisorOptions {
-            subreaper: false,
-            mask,
-        },
-    );
-    drop(keep_alive);
-    release(&backends);
+    let outcome = supervise_child(args.command, env, &options, true, &backends);
+    // The private directory goes whatever happened to the program.
     let removed = run_dir.remove();
-    let code = outcome.map_err(|error| Failure {
-        code: Some(u8::try_from(error.code).unwrap_or(crate::exit::FAILURE)),
-        errors: vec![Error::config(error.to_string())],
-    })?;
+    let code = outcome?;
     removed?;
-    Ok(u8::try_from(code).unwrap_or(crate::exit::FAILURE))
+    Ok(code)
 }
 
 /// Fetches, writes the private directory's generation, and builds the
