@@ -395,3 +395,45 @@ fn container_example_runs_as_the_app_user_and_stops_cleanly() {
         "docker stop took {stop_time:?}"
     );
 }
+
+/// `build.sh` with a static binary (what it builds by default): `ldd` fails
+/// on it, and the script must still assemble the whole root filesystem.
+#[test]
+fn container_build_script_takes_a_static_binary() {
+    require_tool("busybox", "busybox-static");
+    let busybox = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v busybox"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/container");
+    let work = tempfile::tempdir().unwrap();
+    for file in ["Dockerfile", "hushbox.toml", "server.sh", "build.sh"] {
+        std::fs::copy(example.join(file), work.path().join(file)).unwrap();
+    }
+    std::fs::create_dir(work.path().join("secrets")).unwrap();
+    // A static executable stands in for a static hushbox.
+    let build = Command::new(work.path().join("build.sh"))
+        .env("HUSHBOX_BIN", busybox.trim())
+        .env("BUSYBOX", busybox.trim())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "build.sh: {}", stderr(&build));
+    let rootfs = work.path().join("rootfs");
+    for file in [
+        "hushbox",
+        "bin/sh",
+        "etc/passwd",
+        "etc/group",
+        "app/hushbox.toml",
+    ] {
+        assert!(rootfs.join(file).exists(), "rootfs lacks {file}");
+    }
+    assert!(
+        !rootfs.join("lib").exists(),
+        "a static binary needs no libraries"
+    );
+}

@@ -22,7 +22,9 @@ rm -rf "$rootfs"
 mkdir -p "$rootfs"/{bin,etc,app,run/hushbox,tmp}
 cp "$HUSHBOX_BIN" "$rootfs/hushbox"
 # A dynamically linked hushbox (the test build) brings its libraries along.
-ldd "$HUSHBOX_BIN" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+# (ldd fails on a static binary, which needs nothing: hence `|| true`.)
+libs=$(ldd "$HUSHBOX_BIN" 2>/dev/null | grep -o '/[^ ]*' || true)
+for lib in $libs; do
   mkdir -p "$rootfs$(dirname "$lib")"
   cp -L "$lib" "$rootfs$lib"
 done
