@@ -282,19 +282,8 @@ fn docker(args: &[&str]) -> Output {
 fn container_example_runs_as_the_app_user_and_stops_cleanly() {
     require_tool("docker", "docker.io (and a running Docker engine)");
     require_tool("busybox", "busybox-static");
-    let busybox = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v busybox"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/container");
-    let work = tempfile::tempdir().unwrap();
-    for file in ["Dockerfile", "hushbox.toml", "server.sh", "build.sh"] {
-        std::fs::copy(example.join(file), work.path().join(file)).unwrap();
-    }
+    let busybox = busybox_path();
+    let work = copy_container_example();
     // What the README tells a user to do: an identity, a store, a secret.
     let run = |args: &[&str], stdin: Option<&[u8]>| {
         let mut command = Command::new(HUSHBOX);
@@ -316,7 +305,7 @@ fn container_example_runs_as_the_app_user_and_stops_cleanly() {
     run(&["store", "set", "db_password"], Some(b"hunter2"));
     let build = Command::new(work.path().join("build.sh"))
         .env("HUSHBOX_BIN", HUSHBOX)
-        .env("BUSYBOX", busybox.trim())
+        .env("BUSYBOX", busybox.as_str())
         .output()
         .unwrap();
     assert!(build.status.success(), "build.sh: {}", stderr(&build));
@@ -401,24 +390,13 @@ fn container_example_runs_as_the_app_user_and_stops_cleanly() {
 #[test]
 fn container_build_script_takes_a_static_binary() {
     require_tool("busybox", "busybox-static");
-    let busybox = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v busybox"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/container");
-    let work = tempfile::tempdir().unwrap();
-    for file in ["Dockerfile", "hushbox.toml", "server.sh", "build.sh"] {
-        std::fs::copy(example.join(file), work.path().join(file)).unwrap();
-    }
+    let busybox = busybox_path();
+    let work = copy_container_example();
     std::fs::create_dir(work.path().join("secrets")).unwrap();
     // A static executable stands in for a static hushbox.
     let build = Command::new(work.path().join("build.sh"))
-        .env("HUSHBOX_BIN", busybox.trim())
-        .env("BUSYBOX", busybox.trim())
+        .env("HUSHBOX_BIN", busybox.as_str())
+        .env("BUSYBOX", busybox.as_str())
         .output()
         .unwrap();
     assert!(build.status.success(), "build.sh: {}", stderr(&build));
@@ -436,4 +414,23 @@ fn container_build_script_takes_a_static_binary() {
         !rootfs.join("lib").exists(),
         "a static binary needs no libraries"
     );
+}
+
+/// The static busybox the container example puts in its image.
+fn busybox_path() -> String {
+    let output = Command::new("sh")
+        .args(["-c", "command -v busybox"])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A copy of examples/container in a temporary directory.
+fn copy_container_example() -> tempfile::TempDir {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/container");
+    let work = tempfile::tempdir().unwrap();
+    for file in ["Dockerfile", "hushbox.toml", "server.sh", "build.sh"] {
+        std::fs::copy(example.join(file), work.path().join(file)).unwrap();
+    }
+    work
 }
