@@ -87,30 +87,12 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
-fn mount_pki(bao: &Bao) {
-    bao.api(
-        "POST",
-        "sys/mounts/pki",
-        Some(r#"{"type":"pki","config":{"max_lease_ttl":"87600h"}}"#),
-    );
-    bao.api(
-        "POST",
-        "pki/root/generate/internal",
-        Some(r#"{"common_name":"hushbox test CA","ttl":"24h"}"#),
-    );
-    bao.api(
-        "POST",
-        "pki/roles/web",
-        Some(r#"{"allowed_domains":["internal"],"allow_subdomains":true,"max_ttl":"1h"}"#),
-    );
-}
-
 /// The README's walk-through: a KV secret and a PKI certificate, delivered
 /// to tmpfs by `hushbox inject`, with the token in a file.
 #[test]
 fn inject_delivers_a_kv_secret_and_a_pki_certificate_to_tmpfs() {
     let bao = Bao::start();
-    mount_pki(&bao);
+    bao.mount_pki();
     bao.kv_put(
         "secret",
         "app/db",
@@ -327,36 +309,11 @@ fn tls_needs_the_ca_certificate() {
     );
 }
 
-fn mount_database(bao: &Bao, pg: &Postgres) {
-    bao.api(
-        "POST",
-        "sys/mounts/database",
-        Some(r#"{"type":"database"}"#),
-    );
-    let config = serde_json::json!({
-        "plugin_name": "postgresql-database-plugin",
-        "connection_url": pg.vault_connection_url(),
-        "username": "postgres",
-        "password": Postgres::PASSWORD,
-        "allowed_roles": ["app"],
-    });
-    bao.api("POST", "database/config/pg", Some(&config.to_string()));
-    let role = serde_json::json!({
-        "db_name": "pg",
-        "creation_statements": [
-            "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
-        ],
-        "default_ttl": "5m",
-        "max_ttl": "10m",
-    });
-    bao.api("POST", "database/roles/app", Some(&role.to_string()));
-}
-
 #[test]
 fn revoke_on_exit_drops_the_database_role_and_without_it_the_role_stays() {
     let pg = Postgres::start();
     let bao = Bao::start();
-    mount_database(&bao, &pg);
+    bao.mount_database(&pg, "5m");
     for revoke in [true, false] {
         let out = tmpfs_dir();
         let project = Project::new(&format!(
@@ -495,7 +452,7 @@ fn run_revokes_database_credentials_when_the_program_exits() {
     use std::io::{BufRead, Write};
     let pg = Postgres::start();
     let bao = Bao::start();
-    mount_database(&bao, &pg);
+    bao.mount_database(&pg, "5m");
     let project = Project::new(&format!(
         r#"version = 1
 [backends.vault]

@@ -96,51 +96,6 @@ fn mount_kv1(bao: &Bao, mount: &str) {
     );
 }
 
-fn mount_pki(bao: &Bao) {
-    bao.api(
-        "POST",
-        "sys/mounts/pki",
-        Some(r#"{"type":"pki","config":{"max_lease_ttl":"87600h"}}"#),
-    );
-    bao.api(
-        "POST",
-        "pki/root/generate/internal",
-        Some(r#"{"common_name":"hushbox test CA","ttl":"24h"}"#),
-    );
-    bao.api(
-        "POST",
-        "pki/roles/web",
-        Some(r#"{"allowed_domains":["internal"],"allow_subdomains":true,"max_ttl":"1h"}"#),
-    );
-}
-
-/// Vault's database engine on `pg`, with a role `app` whose credentials
-/// live `ttl`.
-fn mount_database(bao: &Bao, pg: &Postgres, ttl: &str) {
-    bao.api(
-        "POST",
-        "sys/mounts/database",
-        Some(r#"{"type":"database"}"#),
-    );
-    let config = json!({
-        "plugin_name": "postgresql-database-plugin",
-        "connection_url": pg.vault_connection_url(),
-        "username": "postgres",
-        "password": Postgres::PASSWORD,
-        "allowed_roles": ["app"],
-    });
-    bao.api("POST", "database/config/pg", Some(&config.to_string()));
-    let role = json!({
-        "db_name": "pg",
-        "creation_statements": [
-            "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
-        ],
-        "default_ttl": ttl,
-        "max_ttl": "10m",
-    });
-    bao.api("POST", "database/roles/app", Some(&role.to_string()));
-}
-
 // --- conformance -----------------------------------------------------------
 
 #[tokio::test]
@@ -238,7 +193,7 @@ async fn kv_documents_are_the_data_object_with_fields_and_versions() {
 #[tokio::test]
 async fn one_request_per_location_and_a_hundred_secrets_in_parallel() {
     let bao = Bao::start();
-    mount_pki(&bao);
+    bao.mount_pki();
     for index in 0..100 {
         bao.kv_put(
             "secret",
@@ -714,7 +669,7 @@ async fn jwt_login_with_a_token_from_a_file() {
 async fn database_credentials_come_from_one_lease_are_renewed_and_revoked() {
     let pg = Postgres::start();
     let bao = Bao::start();
-    mount_database(&bao, &pg, "4s");
+    bao.mount_database(&pg, "4s");
     let backend = root_backend(&bao);
     let creds = "vault://database/creds/app";
     // The resolver asks for each location once; fetch_many keeps it that
@@ -771,7 +726,7 @@ async fn database_credentials_come_from_one_lease_are_renewed_and_revoked() {
 async fn revoke_on_exit_revokes_only_for_instances_that_ask() {
     let pg = Postgres::start();
     let bao = Bao::start();
-    mount_database(&bao, &pg, "5m");
+    bao.mount_database(&pg, "5m");
     let revoking = backend_with(
         &format!("address = '{}'\nrevoke_on_exit = true", bao.address),
         &[("VAULT_TOKEN", ROOT_TOKEN)],
@@ -1265,7 +1220,7 @@ async fn kubernetes_login_with_the_service_account_token() {
     );
     // The method wants a CA certificate for the API server; the stand-in
     // speaks plain HTTP, so any certificate will do: the PKI engine's.
-    mount_pki(&bao);
+    bao.mount_pki();
     let ca = json_string(&bao.api("GET", "pki/cert/ca", None), "certificate").unwrap();
     bao.api(
         "POST",
@@ -1324,7 +1279,7 @@ async fn kubernetes_login_with_the_service_account_token() {
 #[tokio::test]
 async fn a_refused_request_logs_the_servers_reason_and_the_error_says_where_to_look() {
     let bao = Bao::start();
-    mount_pki(&bao);
+    bao.mount_pki();
     let backend = root_backend(&bao);
     let capture = hushbox_testkit::LogCapture::start();
     // The role allows subdomains of `internal` only.
@@ -1357,7 +1312,7 @@ async fn a_refused_request_logs_the_servers_reason_and_the_error_says_where_to_l
 fn leases_are_revoked_from_a_new_runtime_after_the_fetch_runtime_ended() {
     let pg = Postgres::start();
     let bao = Bao::start();
-    mount_database(&bao, &pg, "5m");
+    bao.mount_database(&pg, "5m");
     let backend = backend_with(
         &format!(
             "address = '{}'\nrevoke_on_exit = true\nretry_deadline = '3s'",

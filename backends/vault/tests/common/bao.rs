@@ -241,6 +241,52 @@ impl Bao {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+    /// A PKI engine at `pki/` with a root CA and a role `web` for
+    /// `*.internal` certificates of at most an hour.
+    pub fn mount_pki(&self) {
+        self.api(
+            "POST",
+            "sys/mounts/pki",
+            Some(r#"{"type":"pki","config":{"max_lease_ttl":"87600h"}}"#),
+        );
+        self.api(
+            "POST",
+            "pki/root/generate/internal",
+            Some(r#"{"common_name":"hushbox test CA","ttl":"24h"}"#),
+        );
+        self.api(
+            "POST",
+            "pki/roles/web",
+            Some(r#"{"allowed_domains":["internal"],"allow_subdomains":true,"max_ttl":"1h"}"#),
+        );
+    }
+
+    /// Vault's database engine on `pg`, with a role `app` whose credentials
+    /// live `ttl`.
+    pub fn mount_database(&self, pg: &Postgres, ttl: &str) {
+        self.api(
+            "POST",
+            "sys/mounts/database",
+            Some(r#"{"type":"database"}"#),
+        );
+        let config = serde_json::json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": pg.vault_connection_url(),
+            "username": "postgres",
+            "password": Postgres::PASSWORD,
+            "allowed_roles": ["app"],
+        });
+        self.api("POST", "database/config/pg", Some(&config.to_string()));
+        let role = serde_json::json!({
+            "db_name": "pg",
+            "creation_statements": [
+                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+            ],
+            "default_ttl": ttl,
+            "max_ttl": "10m",
+        });
+        self.api("POST", "database/roles/app", Some(&role.to_string()));
+    }
 }
 
 impl Drop for Bao {
