@@ -7,6 +7,10 @@
 //! (moto checks no signature), and calls are counted by moto's request
 //! recorder. Without `moto_server` the tests fail and say what to install.
 
+mod common;
+
+use common::{stderr, stdout, tmpfs_dir};
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -201,21 +205,6 @@ impl Drop for Moto {
 
 fn output(mut command: Command) -> Output {
     command.stdin(Stdio::null()).output().unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn tmpfs_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("hushbox-aws-")
-        .tempdir_in("/dev/shm")
-        .unwrap()
 }
 
 #[test]

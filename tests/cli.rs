@@ -3,6 +3,10 @@
 //!
 //! Every test gets a fresh project directory with its own identity and store.
 
+mod common;
+
+use common::{code, require_tool, stderr, stdout, tmpfs_dir};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,7 +21,7 @@ struct Project {
 
 impl Project {
     fn new(manifest: &str) -> Self {
-        require_tool("age");
+        require_tool("age", "age");
         let project = Self {
             dir: tempfile::tempdir().unwrap(),
         };
@@ -83,40 +87,9 @@ impl Project {
     }
 }
 
-fn require_tool(tool: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    assert!(
-        found,
-        "these tests need `{tool}` (Debian package `{tool}`): apt-get install {tool}"
-    );
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().expect("exited with a code")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A directory on tmpfs, removed after the test.
-fn tmpfs_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("hushbox-test-")
-        .tempdir_in("/dev/shm")
-        .unwrap()
-}
-
 #[test]
 fn demo_script_runs_end_to_end() {
-    require_tool("age");
+    require_tool("age", "age");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = Command::new(root.join("scripts/demo"))
         .env("HUSHBOX_BIN", HUSHBOX)

@@ -1,20 +1,16 @@
 //! `hushbox exec` as a container entrypoint: as PID 1 in a new PID namespace,
 //! and in a real container on the machine's Docker engine.
 
+mod common;
+
+use common::{require_tool, stderr};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const HUSHBOX: &str = env!("CARGO_BIN_EXE_hushbox");
-
-fn require_tool(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    assert!(found, "this test needs `{tool}`: apt-get install {package}");
-}
 
 /// A project with an identity, a store holding `db_password`, and a
 /// manifest that writes it to a fresh tmpfs directory.
@@ -101,10 +97,6 @@ impl Project {
             .env("HUSHBOX_IDENTITY", self.dir.path().join("identity.txt"));
         command
     }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Reads the child's stdout until a line equal to `wanted`, returning all

@@ -8,6 +8,10 @@
 //! script) are required, never skipped: a missing one fails the test with
 //! what to install.
 
+mod common;
+
+use common::{require_tool, stderr, stdout};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -135,25 +139,6 @@ impl Project {
     fn secret_file(&self, name: &str) -> PathBuf {
         self.path(&format!("secrets/{name}.age"))
     }
-}
-
-fn require_tool(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    assert!(
-        found,
-        "these tests need `{tool}` (Debian package `{package}`): apt-get install {package}"
-    );
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn age_decrypts(identity: &Path, file: &Path) -> Option<Vec<u8>> {

@@ -5,6 +5,10 @@
 //! failures, `revoke_on_exit`, AppRole from the manifest, and no value or
 //! token on stderr at trace level.
 
+mod common;
+
+use common::{code, stderr, stdout, tmpfs_dir};
+
 #[path = "../backends/vault/tests/common/bao.rs"]
 mod bao;
 
@@ -61,26 +65,6 @@ impl Project {
         );
         output
     }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().expect("exited with a code")
-}
-
-/// A directory on tmpfs, removed after the test.
-fn tmpfs_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("hushbox-vault-test-")
-        .tempdir_in("/dev/shm")
-        .unwrap()
 }
 
 fn read(path: &Path) -> String {

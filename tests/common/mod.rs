@@ -1,0 +1,40 @@
+//! Helpers every integration test of the binary uses. Each test binary
+//! includes this module and uses only some of it.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+/// Fails (never skips) when `tool` is missing, naming the Debian package.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        found,
+        "these tests need `{tool}` (Debian package `{package}`): apt-get install {package}"
+    );
+}
+
+/// The exit code; panics if the process died of a signal.
+pub fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited with a code")
+}
+
+/// Stdout as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A directory on tmpfs, removed after the test.
+pub fn tmpfs_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hushbox-test-")
+        .tempdir_in("/dev/shm")
+        .unwrap()
+}
