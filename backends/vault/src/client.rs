@@ -413,10 +413,10 @@ impl Client {
     }
 
     fn transport_failure<T>(&self, error: &reqwest::Error) -> Attempt<T> {
-        if let Some(detail) = tls_failure(error) {
+        if let Some(failure) = tls_failure(error) {
             return Attempt::Fail(VaultError::Tls {
                 address: self.settings.address.clone(),
-                detail,
+                failure,
             });
         }
         Attempt::Retry(describe_transport(error), None)
@@ -602,12 +602,12 @@ fn classify_vaultrs<T>(error: &vaultrs::error::ClientError, method: &'static str
             rustify::errors::ClientError::RequestError { source, .. } => {
                 return match source.downcast_ref::<reqwest::Error>() {
                     Some(error) => match tls_failure(error) {
-                        Some(detail) => Attempt::Fail(VaultError::Tls {
+                        Some(failure) => Attempt::Fail(VaultError::Tls {
                             address: error
                                 .url()
                                 .map(|url| url.origin().ascii_serialization())
                                 .unwrap_or_default(),
-                            detail,
+                            failure,
                         }),
                         None => Attempt::Retry(describe_transport(error), None),
                     },

@@ -35,8 +35,13 @@ pub(crate) enum VaultError {
         attempts: u32,
         elapsed: Duration,
     },
-    /// The TLS handshake failed: an untrusted or invalid certificate.
-    Tls { address: String, detail: String },
+    /// TLS failed: an untrusted or invalid server certificate, or the
+    /// server refused the connection (no client certificate, or one it
+    /// does not trust).
+    Tls {
+        address: String,
+        failure: TlsFailure,
+    },
     /// Another 4xx status: the request itself is wrong.
     Rejected { status: u16 },
     /// The server answered with something that is not what was asked for.
@@ -90,8 +95,9 @@ impl From<VaultError> for Error {
                     elapsed.as_secs_f64()
                 ),
             ),
-            VaultError::Tls { address, detail } => Error::config(format!(
-                "TLS with {address} failed: {detail} (set `ca_cert` or VAULT_CACERT to the CA that signed the server's certificate)"
+            VaultError::Tls { address, failure } => Error::config(format!(
+                "TLS with {address} failed: {} ({})",
+                failure.detail, failure.hint
             )),
             VaultError::Rejected { status: 405 } => Error::unsupported(
                 "the server does not support this operation on this path (HTTP 405)",
@@ -160,17 +166,70 @@ pub(crate) fn describe_transport(error: &reqwest::Error) -> String {
     }
 }
 
-/// The rustls error behind a failed handshake, if that is what failed.
-/// Certificate problems are not retried: they do not go away.
-pub(crate) fn tls_failure(error: &reqwest::Error) -> Option<String> {
+/// What went wrong with TLS, and what the user should look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TlsFailure {
+    /// rustls's description (`invalid peer certificate: UnknownIssuer`,
+    /// `received fatal alert: CertificateRequired`).
+    pub(crate) detail: String,
+    pub(crate) hint: &'static str,
+}
+
+const SERVER_CERTIFICATE_HINT: &str =
+    "set `ca_cert` or VAULT_CACERT to the CA that signed the server's certificate";
+const CLIENT_CERTIFICATE_HINT: &str = "the server wants a client certificate it trusts: set \
+     `client_cert` and `client_key_file`, or VAULT_CLIENT_CERT and VAULT_CLIENT_KEY";
+const REFUSED_HINT: &str =
+    "the server refused the TLS connection; check its listener's TLS settings";
+
+/// rustls's text for an alert from the server. After a TLS 1.3 handshake
+/// the server checks the client's certificate and answers the first
+/// request with an alert; tokio-rustls passes that on as an `io::Error`
+/// holding only this text.
+const ALERT_PREFIX: &str = "received fatal alert: ";
+
+/// The TLS failure behind a failed request, if that is what failed. These
+/// are not retried: a certificate problem does not go away by itself.
+pub(crate) fn tls_failure(error: &reqwest::Error) -> Option<TlsFailure> {
     let mut source: Option<&(dyn StdError + 'static)> = error.source();
     while let Some(cause) = source {
         if let Some(tls) = rustls_error(cause) {
-            return Some(tls.to_string());
+            let hint = match tls {
+                rustls::Error::AlertReceived(alert) => alert_hint(&format!("{alert:?}")),
+                _ => SERVER_CERTIFICATE_HINT,
+            };
+            return Some(TlsFailure {
+                detail: tls.to_string(),
+                hint,
+            });
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+            && let Some(alert) = io.to_string().strip_prefix(ALERT_PREFIX)
+        {
+            return Some(TlsFailure {
+                detail: format!("{ALERT_PREFIX}{alert}"),
+                hint: alert_hint(alert),
+            });
         }
         source = cause.source();
     }
     None
+}
+
+/// What to look at when the server sent `alert` (rustls's name for it).
+fn alert_hint(alert: &str) -> &'static str {
+    match alert {
+        "CertificateRequired"
+        | "BadCertificate"
+        | "UnsupportedCertificate"
+        | "CertificateRevoked"
+        | "CertificateExpired"
+        | "CertificateUnknown"
+        | "UnknownCA"
+        | "AccessDenied" => CLIENT_CERTIFICATE_HINT,
+        _ => REFUSED_HINT,
+    }
 }
 
 /// A rustls error, directly or inside `io::Error`s (tokio-rustls wraps it
@@ -223,7 +282,10 @@ mod tests {
             (
                 VaultError::Tls {
                     address: "https://v".into(),
-                    detail: "bad".into(),
+                    failure: TlsFailure {
+                        detail: "bad".into(),
+                        hint: SERVER_CERTIFICATE_HINT,
+                    },
                 },
                 ErrorKind::Config,
             ),

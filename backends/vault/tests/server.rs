@@ -1344,3 +1344,107 @@ fn leases_are_revoked_from_a_new_runtime_after_the_fetch_runtime_ended() {
         started.elapsed()
     );
 }
+
+/// Certificates for a listener that requires client certificates, issued
+/// by the PKI engine of `issuer`: (CA, server certificate, server key,
+/// client certificate, client key) files in `dir`.
+fn mutual_tls_files(issuer: &Bao, dir: &Path) -> [std::path::PathBuf; 5] {
+    issuer.mount_pki();
+    let issue = |common_name: &str, extra: &str| -> serde_json::Value {
+        let answer = issuer.api(
+            "POST",
+            "pki/issue/web",
+            Some(&format!(
+                r#"{{"common_name":"{common_name}","ttl":"1h"{extra}}}"#
+            )),
+        );
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap()["data"].clone()
+    };
+    let server = issue("vault.internal", r#","ip_sans":"127.0.0.1""#);
+    let client = issue("app.internal", "");
+    [
+        ("ca.pem", &server["issuing_ca"]),
+        ("server.pem", &server["certificate"]),
+        ("server-key.pem", &server["private_key"]),
+        ("client.pem", &client["certificate"]),
+        ("client-key.pem", &client["private_key"]),
+    ]
+    .map(|(name, pem)| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem.as_str().unwrap()).unwrap();
+        path
+    })
+}
+
+#[tokio::test]
+async fn a_listener_that_requires_client_certificates_accepts_the_configured_one() {
+    let issuer = Bao::start();
+    let [ca, server_cert, server_key, client_cert, client_key] =
+        mutual_tls_files(&issuer, issuer.dir());
+    let port = bao::free_ports(2);
+    let bao = Bao::start_with_config(&format!(
+        "listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_cert_file = \"{}\"\n  \
+         tls_key_file = \"{}\"\n  tls_client_ca_file = \"{}\"\n  \
+         tls_require_and_verify_client_cert = true\n}}\n",
+        server_cert.display(),
+        server_key.display(),
+        ca.display(),
+    ));
+    bao.kv_put("secret", "app/db", r#"{"password":"mutual"}"#);
+    let address = format!("https://127.0.0.1:{port}");
+
+    let from_manifest = backend_with(
+        &format!(
+            "address = '{address}'\nca_cert = '{}'\nclient_cert = '{}'\nclient_key_file = '{}'",
+            ca.display(),
+            client_cert.display(),
+            client_key.display()
+        ),
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+        bao.dir(),
+    );
+    let document = fetch(&from_manifest, "vault://secret/app/db")
+        .await
+        .unwrap();
+    assert_eq!(field(&document, "vault://secret/app/db#password"), "mutual");
+
+    let from_environment = backend_with(
+        &format!("address = '{address}'"),
+        &[
+            ("VAULT_TOKEN", ROOT_TOKEN),
+            ("VAULT_CACERT", ca.to_str().unwrap()),
+            ("VAULT_CLIENT_CERT", client_cert.to_str().unwrap()),
+            ("VAULT_CLIENT_KEY", client_key.to_str().unwrap()),
+        ],
+        bao.dir(),
+    );
+    assert!(
+        fetch(&from_environment, "vault://secret/app/db")
+            .await
+            .is_ok()
+    );
+
+    let without_certificate = backend_with(
+        &format!(
+            "address = '{address}'\nca_cert = '{}'\nretry_deadline = '10s'",
+            ca.display()
+        ),
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+        bao.dir(),
+    );
+    let started = Instant::now();
+    let error = fetch(&without_certificate, "vault://secret/app/db")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+    let message = error.to_string();
+    assert!(message.contains("CertificateRequired"), "{message}");
+    assert!(
+        message.contains("client_cert") && message.contains("VAULT_CLIENT_CERT"),
+        "the error says how to give a client certificate: {message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a refused client certificate is not retried"
+    );
+}

@@ -36,16 +36,22 @@ pub struct Bao {
 impl Bao {
     /// A plain-HTTP dev server.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, "")
     }
 
     /// A dev server whose main listener is TLS (`-dev-tls`), with a plain
     /// admin listener beside it.
     pub fn start_tls() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, "")
     }
 
-    fn start_with(tls: bool) -> Self {
+    /// A plain-HTTP dev server with more configuration (HCL), such as a
+    /// listener of the test's own.
+    pub fn start_with_config(config: &str) -> Self {
+        Self::start_with(false, config)
+    }
+
+    fn start_with(tls: bool, extra_config: &str) -> Self {
         require_bao();
         let mut last_failure = String::new();
         // A port taken between the check and the bind is retried with others.
@@ -71,6 +77,11 @@ impl Bao {
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log);
+            if !extra_config.is_empty() {
+                let path = dir.path().join("extra.hcl");
+                std::fs::write(&path, extra_config).unwrap();
+                command.arg(format!("-config={}", path.display()));
+            }
             let (address, admin, ca_file) = if tls {
                 let config = dir.path().join("admin.hcl");
                 std::fs::write(
