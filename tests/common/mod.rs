@@ -2,6 +2,8 @@
 //! includes this module and uses only some of it.
 #![allow(dead_code)]
 
+pub mod users;
+
 use std::process::{Command, Output};
 
 /// Fails (never skips) when `tool` is missing, naming the Debian package.
