@@ -6,6 +6,8 @@
 //!   contract that the conformance suite (`hushbox-testkit`) checks.
 //! - [`Error`] carries a kind and a subject, never a value.
 //! - [`Registry`] is how backend crates plug themselves in.
+//! - [`Trust`] decides whether a file may configure hushbox (its owner,
+//!   its mode, the directories above it).
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,7 @@ mod error;
 mod extract;
 mod reference;
 mod registry;
+pub mod trust;
 mod value;
 
 pub use backend::{Backend, Capabilities, DEFAULT_CONCURRENCY, Document, Lease};
@@ -24,6 +27,7 @@ pub use reference::{Field, SecretRef};
 pub use registry::{
     BackendContext, Environment, Factory, Registry, redact_quoted, reject_inline_credentials,
 };
+pub use trust::Trust;
 pub use value::{ReadError, SecretValue};
 
 /// Re-exported so backend crates implement [`Backend`] with the same macro.
