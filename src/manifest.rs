@@ -5,9 +5,10 @@
 //! variables or their ambient chain, and inline ones are refused.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use hushbox_core::{Environment, Error, Result, redact_quoted};
+use hushbox_core::{Environment, Error, Result, Trust, redact_quoted};
 use serde::Deserialize;
 
 /// The file name looked for in the current directory and its ancestors.
@@ -103,9 +104,15 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Reads and parses the manifest at `path`.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
+    /// Reads and parses the manifest at `path`, once `trust` accepts it:
+    /// a manifest decides where secrets come from and where they go, so one
+    /// that another user wrote or could replace is refused (see
+    /// [`hushbox_core::trust`]). What is parsed is what was checked: the
+    /// text is read from the descriptor that passed.
+    pub fn load(path: &Path, trust: &Trust) -> Result<Self> {
+        let mut file = trust.open_file(path, "the manifest")?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(|error| {
             Error::io("cannot read the manifest", error).with_subject(path.display())
         })?;
         Self::parse(&text, path)
@@ -122,6 +129,10 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 /// Finds the manifest: `--config FILE`, else `HUSHBOX_CONFIG`, else
 /// `hushbox.toml` in `cwd` or its nearest ancestor. `None` when there is none
 /// (hushbox then works from the default backend instances alone).
+///
+/// Finding is not trusting: [`Manifest::load`] checks the file found, and
+/// a nearest manifest that fails the check is an error, never skipped for
+/// one further up.
 pub fn locate(flag: Option<&Path>, env: &Environment, cwd: &Path) -> Result<Option<PathBuf>> {
     let explicit = flag
         .map(Path::to_path_buf)

@@ -11,7 +11,7 @@ mod store;
 
 use std::path::{Path, PathBuf};
 
-use hushbox_core::{Environment, Error, Registry};
+use hushbox_core::{Environment, Error, Registry, Trust};
 
 use crate::cli::{Cli, Command};
 use crate::exit;
@@ -100,8 +100,11 @@ impl Session {
             // hushbox's own process environment, which stays untouched.
             env.set("HUSHBOX_IDENTITY", cwd.join(identity).into_os_string());
         }
+        // Whom to trust comes from the environment, never from a file that
+        // the check itself would have to trust first.
+        let trust = Trust::from_env(&env)?;
         let manifest = match manifest::locate(cli.global.config.as_deref(), &env, &cwd)? {
-            Some(path) => Some((Manifest::load(&path)?, path)),
+            Some(path) => Some((Manifest::load(&path, &trust)?, path)),
             None => None,
         };
         Ok(Self {

@@ -156,9 +156,12 @@ impl Trust {
     /// # Errors
     /// As [`Trust::open_file`].
     pub fn check_opened(&self, file: &impl AsFd, path: &Path, what: &str) -> Result<()> {
-        let stat = fstat(file.as_fd())
-            .map_err(|errno| Error::io(format!("cannot inspect {what}"), errno.into()))
-            .map_err(|error| error.with_subject(path.display()))?;
+        let stat = fstat(file.as_fd()).map_err(|errno| {
+            Error::io(
+                format!("cannot inspect {what} {}", path.display()),
+                errno.into(),
+            )
+        })?;
         self.check_entry(&stat, path, path, what, true)
     }
 
@@ -171,9 +174,13 @@ impl Trust {
             }
     }
 
+    /// The refusal. It has no subject: the caller names what the file is
+    /// for (a reference, a store); the message names the file.
     fn refuse(&self, subject: &Path, what: &str, reason: String, fix: String) -> Error {
-        Error::config(format!("refusing to use {what}: {reason}; {fix}"))
-            .with_subject(subject.display())
+        Error::config(format!(
+            "refusing to use {what} {}: {reason}; {fix}",
+            subject.display()
+        ))
     }
 
     /// Checks a file or directory at `path` (`subject` is what the caller
@@ -194,8 +201,8 @@ impl Trust {
                 subject,
                 what,
                 format!(
-                    "{} is owned by uid {}, neither you (uid {}) nor root, so that user decides what it says",
-                    path.display(),
+                    "{} owned by uid {} (neither you, uid {}, nor root), so that user decides what it says",
+                    name(path, subject),
                     stat.st_uid,
                     self.euid
                 ),
@@ -220,8 +227,8 @@ impl Trust {
                 )
             } else {
                 format!(
-                    "{} is writable by its group or others (mode {mode:04o})",
-                    path.display()
+                    "{} writable by its group or others (mode {mode:04o})",
+                    name(path, subject)
                 )
             };
             return Err(self.refuse(
@@ -241,15 +248,22 @@ impl Trust {
     /// following symlinks only where they could not have been planted.
     fn walk(&self, path: &Path, what: &str, target: Target) -> Result<(OwnedFd, PathBuf)> {
         let io_error = |context: &str, at: &Path, errno: Errno| {
-            let message = format!("{context} {}", at.display());
+            let message = if at == path {
+                format!("cannot {context} {what} {}", path.display())
+            } else {
+                format!(
+                    "cannot {context} {what} {}: {context} {} failed",
+                    path.display(),
+                    at.display()
+                )
+            };
             // A path through a file names nothing, as a missing one.
-            let error = match errno {
+            match errno {
                 Errno::ENOTDIR => {
                     Error::not_found(message).with_source(std::io::Error::from(errno))
                 }
                 _ => Error::io(message, errno.into()),
-            };
-            error.with_subject(path.display())
+            }
         };
         let absolute = if path.is_absolute() {
             path.to_owned()
@@ -260,8 +274,8 @@ impl Trust {
         };
         let root = Path::new("/");
         let root_fd = open_dir_nofollow(nix::fcntl::AT_FDCWD, root)
-            .map_err(|errno| io_error("cannot open", root, errno))?;
-        let root_stat = fstat(&root_fd).map_err(|errno| io_error("cannot inspect", root, errno))?;
+            .map_err(|errno| io_error("open", root, errno))?;
+        let root_stat = fstat(&root_fd).map_err(|errno| io_error("inspect", root, errno))?;
         let root_is_target = components(&absolute).is_empty();
         self.check_entry(&root_stat, root, path, what, root_is_target)?;
         // The directories walked so far: descriptor, physical path, whether
@@ -303,16 +317,15 @@ impl Trust {
                         OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                         Mode::empty(),
                     )
-                    .map_err(|errno| io_error("cannot open", &here, errno))?;
-                    let stat =
-                        fstat(&link).map_err(|errno| io_error("cannot inspect", &here, errno))?;
+                    .map_err(|errno| io_error("open", &here, errno))?;
+                    let stat = fstat(&link).map_err(|errno| io_error("inspect", &here, errno))?;
                     let format = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
                     if format != SFlag::S_IFLNK {
-                        return Err(io_error("cannot open", &here, Errno::ENOTDIR));
+                        return Err(io_error("open", &here, Errno::ENOTDIR));
                     }
                     links += 1;
                     if links > MAX_SYMLINKS {
-                        return Err(io_error("cannot resolve", path, Errno::ELOOP));
+                        return Err(io_error("resolve", path, Errno::ELOOP));
                     }
                     if *dir_shared && !self.owner_trusted(stat.st_uid, &here) {
                         return Err(self.refuse(
@@ -330,7 +343,7 @@ impl Trust {
                         ));
                     }
                     let target_path = readlinkat(&link, "")
-                        .map_err(|errno| io_error("cannot read the symlink", &here, errno))?;
+                        .map_err(|errno| io_error("read the symlink", &here, errno))?;
                     let target_path = PathBuf::from(target_path);
                     if target_path.is_absolute() {
                         stack.truncate(1);
@@ -340,18 +353,17 @@ impl Trust {
                     pending.extend(more);
                     continue;
                 }
-                Err(errno) => return Err(io_error("cannot open", &here, errno)),
+                Err(errno) => return Err(io_error("open", &here, errno)),
             };
-            let stat = fstat(&fd).map_err(|errno| io_error("cannot inspect", &here, errno))?;
+            let stat = fstat(&fd).map_err(|errno| io_error("inspect", &here, errno))?;
             self.check_entry(&stat, &here, path, what, last)?;
             let format = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
             if last {
                 if target == Target::File && format == SFlag::S_IFDIR {
                     return Err(Error::new(
                         ErrorKind::Config,
-                        format!("{what} is a directory, not a file"),
-                    )
-                    .with_subject(path.display()));
+                        format!("{what} {} is a directory, not a file", path.display()),
+                    ));
                 }
                 return Ok((fd, here));
             }
@@ -363,11 +375,10 @@ impl Trust {
         if target == Target::File {
             return Err(Error::new(
                 ErrorKind::Config,
-                format!("{what} is a directory, not a file"),
-            )
-            .with_subject(path.display()));
+                format!("{what} {} is a directory, not a file", path.display()),
+            ));
         }
-        let stat = fstat(&fd).map_err(|errno| io_error("cannot inspect", &here, errno))?;
+        let stat = fstat(&fd).map_err(|errno| io_error("inspect", &here, errno))?;
         self.check_entry(&stat, &here, path, what, true)?;
         Ok((fd, here))
     }
@@ -402,6 +413,16 @@ fn components(path: &Path) -> Vec<OsString> {
             Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
         })
         .collect()
+}
+
+/// How a message names `path`: "it is" when it is what was asked for,
+/// else its path (a directory above it, a symlink's target).
+fn name(path: &Path, subject: &Path) -> String {
+    if path == subject {
+        "it is".to_owned()
+    } else {
+        format!("{} is", path.display())
+    }
 }
 
 /// `dir` without `.` and `..` components, so `starts_with` compares what the
@@ -478,7 +499,10 @@ mod tests {
             write(&file, mode);
             let message = refused(trust.open_file(&file, "the manifest"));
             assert!(
-                message.starts_with(&format!("{}: refusing to use the manifest", file.display())),
+                message.starts_with(&format!(
+                    "refusing to use the manifest {}: it is writable",
+                    file.display()
+                )),
                 "{message}"
             );
             assert!(message.contains(&format!("mode {mode:04o}")), "{message}");
@@ -502,7 +526,7 @@ mod tests {
         };
         let message = refused(trust.open_file(&file, "the manifest"));
         assert!(
-            message.contains("owned by uid 4321, neither you (uid 1000) nor root"),
+            message.contains("it is owned by uid 4321 (neither you, uid 1000, nor root)"),
             "{message}"
         );
         assert!(

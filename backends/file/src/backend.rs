@@ -5,7 +5,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use hushbox_core::{
-    Backend, Capabilities, Document, Error, Format, Result, SecretRef, SecretValue, async_trait,
+    Backend, Capabilities, Document, Error, Format, Result, SecretRef, SecretValue, Trust,
+    async_trait,
 };
 use tracing::Instrument;
 
@@ -23,6 +24,7 @@ pub struct FileBackend {
     name: String,
     base_dir: PathBuf,
     max_size: usize,
+    trust: Trust,
 }
 
 impl FileBackend {
@@ -39,7 +41,15 @@ impl FileBackend {
             name: name.into(),
             base_dir: base_dir.into(),
             max_size: config.size_limit()?,
+            trust: Trust::default(),
         })
+    }
+
+    /// Whom this instance trusts to write the files it reads (by default
+    /// the caller and root; see [`hushbox_core::trust`]).
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
     }
 
     /// The file a location names. The file backend takes no `?parameters`:
@@ -71,15 +81,27 @@ fn format_of(location: &SecretRef) -> Format {
     }
 }
 
-/// Reads `path` whole, refusing more than `limit` bytes. Blocking.
+/// Reads `path` whole, refusing more than `limit` bytes, once `trust`
+/// accepts it. Blocking.
+///
+/// A file decides a secret's value, so one that another user owns or may
+/// rewrite (or that sits where another user may replace it) is refused, as
+/// the manifest is. Symlinks are followed when they could not have been
+/// planted: kubelet and Compose secret mounts are symlinks into a data
+/// directory.
 ///
 /// The file's length sizes the buffer before the read, so the value is never
 /// copied by a growing buffer; a file that grows while it is read still
 /// cannot go past the limit, since `read_bounded` counts what it reads.
-fn read_file(path: &Path, limit: usize) -> Result<SecretValue, FileError> {
-    // Symlinks are followed on purpose: kubelet and Compose secret mounts
-    // are symlinks into a data directory.
-    let mut file = File::open(path).map_err(|error| FileError::io(path, "open", error))?;
+fn read_file(trust: &Trust, path: &Path, limit: usize) -> Result<SecretValue, FileError> {
+    let file = trust
+        .open_file(path, "the file")
+        .map_err(|error| FileError::open(path, error))?;
+    read_opened(file, path, limit)
+}
+
+/// Reads an opened file whole, refusing more than `limit` bytes.
+fn read_opened(mut file: File, path: &Path, limit: usize) -> Result<SecretValue, FileError> {
     // Metadata of the open file, not of the path, so what is checked is what
     // is read even if the path is replaced meanwhile.
     let metadata = file
@@ -110,6 +132,7 @@ impl fmt::Debug for FileBackend {
             .field("name", &self.name)
             .field("base_dir", &self.base_dir)
             .field("max_size", &self.max_size)
+            .field("trust", &self.trust)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +164,7 @@ impl Backend for FileBackend {
         let span = tracing::debug_span!("file.fetch", secret = %location);
         let path = self.resolve(location)?;
         let limit = self.max_size;
+        let trust = self.trust.clone();
         async move {
             // The blocking pool runs the read on another thread, which has
             // neither the caller's span nor its subscriber; carry both over
@@ -150,7 +174,7 @@ impl Backend for FileBackend {
             let read_path = path.clone();
             let read = tokio::task::spawn_blocking(move || {
                 tracing::dispatcher::with_default(&dispatch, || {
-                    span.in_scope(|| read_file(&read_path, limit))
+                    span.in_scope(|| read_file(&trust, &read_path, limit))
                 })
             })
             .await
@@ -259,7 +283,7 @@ mod tests {
     #[test]
     fn a_source_longer_than_its_length_is_still_bounded() {
         // Pipes and devices report length 0; /dev/zero never ends.
-        let error = read_file(Path::new("/dev/zero"), 1000).unwrap_err();
+        let error = read_file(&Trust::default(), Path::new("/dev/zero"), 1000).unwrap_err();
         assert!(matches!(error, FileError::TooLarge { limit: 1000, .. }));
     }
 
@@ -343,6 +367,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_file_others_can_write_is_refused_by_its_reference() {
+        // Whoever can write the file decides the secret's value.
+        let f = fixture(FileConfig::default());
+        let path = f.write("shared", b"chosen by someone else");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let error = f.fetch("file://shared").await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "file://shared: refusing to use the file {}",
+                path.display()
+            )),
+            "{message}"
+        );
+        assert!(message.contains("mode 0666"), "{message}");
+    }
+
+    #[tokio::test]
     async fn parameters_are_refused() {
         let f = fixture(FileConfig::default());
         f.write("key", b"x");
@@ -411,7 +454,7 @@ mod tests {
             debug.starts_with("FileBackend { name: \"file\", base_dir: "),
             "{debug}"
         );
-        assert!(debug.ends_with("max_size: 10, .. }"), "{debug}");
+        assert!(debug.contains("max_size: 10, trust: Trust {"), "{debug}");
         assert_eq!(
             format!("{:?}", FileConfig::with_max_size(10)),
             "FileConfig { max_size: Some(10), .. }"

@@ -24,6 +24,9 @@ pub(crate) enum FileError {
     /// The blocking read did not complete (its task panicked or the runtime
     /// is shutting down).
     Interrupted { path: PathBuf },
+    /// The file, or a directory above it, may be changed by a user hushbox
+    /// does not trust ([`hushbox_core::Trust`]'s own message).
+    Untrusted(Error),
 }
 
 impl FileError {
@@ -40,6 +43,18 @@ impl FileError {
             path: path.to_owned(),
             operation,
             source,
+        }
+    }
+
+    /// A failure of [`hushbox_core::Trust::open_file`]: a refusal as it is,
+    /// an OS error as [`FileError::io`] maps it.
+    pub(crate) fn open(path: &Path, error: Error) -> Self {
+        let errno = std::error::Error::source(&error)
+            .and_then(|source| source.downcast_ref::<io::Error>())
+            .and_then(io::Error::raw_os_error);
+        match (error.kind(), errno) {
+            (ErrorKind::Config, _) | (_, None) => FileError::Untrusted(error),
+            (_, Some(errno)) => FileError::io(path, "open", io::Error::from_raw_os_error(errno)),
         }
     }
 
@@ -99,6 +114,7 @@ impl From<FileError> for Error {
                 ErrorKind::Io,
                 format!("the read of {} did not complete", path.display()),
             ),
+            FileError::Untrusted(error) => error,
         }
     }
 }

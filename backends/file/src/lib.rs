@@ -16,7 +16,7 @@ mod error;
 
 use std::sync::Arc;
 
-use hushbox_core::{Backend, BackendContext, Registry, Result, toml};
+use hushbox_core::{Backend, BackendContext, Registry, Result, Trust, toml};
 
 pub use backend::FileBackend;
 pub use config::FileConfig;
@@ -33,7 +33,10 @@ pub fn register(registry: &mut Registry) {
 /// Builds one instance from its `[backends.NAME]` settings.
 fn build(context: &BackendContext<'_>, settings: toml::Table) -> Result<Arc<dyn Backend>> {
     let config: FileConfig = context.parse_config(settings)?;
+    let subject = || format!("[backends.{}]", context.name);
+    let trust = Trust::from_env(context.env).map_err(|error| error.with_subject(subject()))?;
     let backend = FileBackend::new(context.name, context.base_dir, config)
-        .map_err(|error| error.with_subject(format!("[backends.{}]", context.name)))?;
+        .map_err(|error| error.with_subject(subject()))?
+        .with_trust(trust);
     Ok(Arc::new(backend))
 }
