@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use hushbox_core::{BackendContext, DEFAULT_SIZE_LIMIT, Error, Result};
+use hushbox_core::{BackendContext, DEFAULT_SIZE_LIMIT, Error, Result, Trust};
 use serde::Deserialize;
 
 /// Overrides every other identity setting, including the manifest's: an
@@ -68,6 +68,9 @@ pub struct AgeSettings {
     /// `~/.local/state/hushbox`): what detects a rollback or a swapped
     /// integrity key. `None` turns those two checks off.
     pub state_dir: Option<PathBuf>,
+    /// Who may own the store, its directories and its `.age-recipients`
+    /// files (the caller and root, plus `HUSHBOX_SAFE_DIRECTORIES`).
+    pub trust: Trust,
 }
 
 impl AgeSettings {
@@ -79,6 +82,7 @@ impl AgeSettings {
             identity_file: identity_file.into(),
             max_size: DEFAULT_SIZE_LIMIT,
             state_dir: None,
+            trust: Trust::default(),
         }
     }
 }
@@ -90,6 +94,7 @@ impl fmt::Debug for AgeSettings {
             .field("identity_file", &self.identity_file)
             .field("max_size", &self.max_size)
             .field("state_dir", &self.state_dir)
+            .field("trust", &self.trust)
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +156,7 @@ impl AgeConfig {
                 .map_err(|error| error.with_subject(subject()))?,
             max_size,
             state_dir: state_dir(context),
+            trust: Trust::from_env(context.env).map_err(|error| error.with_subject(subject()))?,
         })
     }
 }

@@ -1,7 +1,6 @@
 //! Reading, decrypting and encrypting age files. Blocking code.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
@@ -10,6 +9,7 @@ use hushbox_core::{ReadError, SecretValue};
 
 use crate::error::{AgeError, from_decrypt, from_stream_io};
 use crate::keys::Identities;
+use crate::root::Root;
 
 /// Room for what age adds around a plaintext: the header (a few hundred
 /// bytes per recipient), 16 bytes per 64 KiB chunk, and ASCII armor's
@@ -21,25 +21,16 @@ const CIPHERTEXT_OVERHEAD: usize = 1024 * 1024;
 /// secret, so a plain buffer will do; it is read up front so that every
 /// error from the decryptor describes the file's contents, not the disk,
 /// and so that its digest can be checked before it is decrypted.
-pub(crate) fn read_ciphertext(file_path: &Path, limit: usize) -> Result<Option<Vec<u8>>, AgeError> {
-    let mut file = match File::open(file_path) {
-        Ok(file) => file,
-        // A path through a regular file (`a` existing as a file, asking for
-        // `a/b`) is as missing as any other.
-        Err(error)
-            if matches!(
-                error.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(source) => {
-            return Err(AgeError::io(
-                format!("cannot open {}", file_path.display()),
-                source,
-            ));
-        }
+pub(crate) fn read_ciphertext(
+    root: &Root,
+    file_path: &Path,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, AgeError> {
+    // Opened from the store's descriptor without following a symlink; a
+    // path through a regular file (`a` existing as a file, asking for `a/b`)
+    // is as missing as any other.
+    let Some(mut file) = root.open_file(file_path)? else {
+        return Ok(None);
     };
     let ceiling = limit.saturating_mul(2).saturating_add(CIPHERTEXT_OVERHEAD);
     let metadata = file

@@ -122,6 +122,12 @@ pub(crate) enum AgeError {
 
     /// A file-system operation failed.
     Io { what: String, source: io::Error },
+    /// The store, a directory in it or a `.age-recipients` file may be
+    /// changed by a user hushbox does not trust ([`hushbox_core::Trust`]'s
+    /// own message, which names the file and the fix).
+    Untrusted(Error),
+    /// A symlink inside the store, which hushbox never follows.
+    SymlinkInStore { path: PathBuf },
 }
 
 /// The last words of every integrity error about one secret.
@@ -362,6 +368,12 @@ impl From<AgeError> for Error {
                 "the secret changed while it was being edited; nothing was written (edit it again)",
             ),
             Io { what, source } => Error::io(what, source),
+            Untrusted(error) => error,
+            SymlinkInStore { path } => Error::config(format!(
+                "{} is a symlink inside the store; hushbox does not follow symlinks below the \
+                 store's root, so none can lead a secret out of it (replace it with a directory)",
+                shown(&path)
+            )),
         }
     }
 }

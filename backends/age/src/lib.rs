@@ -21,6 +21,7 @@ mod crypt;
 mod error;
 mod integrity;
 mod keys;
+mod root;
 mod state;
 mod store;
 mod vault;

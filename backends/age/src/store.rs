@@ -6,15 +6,16 @@
 //! tokio's blocking pool.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use hushbox_core::Result;
+use hushbox_core::{Result, Trust};
 
 use crate::error::AgeError;
 use crate::keys::{RecipientSet, parse_recipients_from};
+use crate::root::{Kind, Root, is_missing};
 
 /// The file naming the recipients of its directory and those below it.
 pub const RECIPIENTS_FILE: &str = ".age-recipients";
@@ -62,45 +63,45 @@ pub(crate) fn secret_file(store: &Path, path: &str) -> PathBuf {
 /// The nearest `.age-recipients` for secret `path`: in the secret's own
 /// directory, else in each parent up to and including the store root
 /// (passage's rule).
-pub(crate) fn nearest_recipients_file(store: &Path, path: &str) -> Option<PathBuf> {
-    let relative_dir = Path::new(path).parent().unwrap_or(Path::new(""));
-    relative_dir
-        .ancestors()
-        .map(|dir| store.join(dir).join(RECIPIENTS_FILE))
-        .find(|candidate| candidate.is_file())
+pub(crate) fn nearest_recipients_file(root: &Root, path: &str) -> Option<PathBuf> {
+    nearest_recipients_dir(root, path).map(|dir| root.path().join(dir).join(RECIPIENTS_FILE))
 }
 
 /// The directory (relative to the store, `""` for the root) whose
-/// `.age-recipients` applies to secret `path`, if any.
-pub(crate) fn nearest_recipients_dir(store: &Path, path: &str) -> Option<String> {
+/// `.age-recipients` applies to secret `path`, if any. Only a regular file
+/// counts, found without following symlinks.
+pub(crate) fn nearest_recipients_dir(root: &Root, path: &str) -> Option<String> {
     let relative_dir = Path::new(path).parent().unwrap_or(Path::new(""));
     relative_dir
         .ancestors()
-        .find(|dir| store.join(dir).join(RECIPIENTS_FILE).is_file())
+        .find(|dir| root.kind(&root.path().join(dir).join(RECIPIENTS_FILE)) == Some(Kind::File))
         .map(|dir| dir.to_string_lossy().into_owned())
 }
 
-/// Reads a recipients file (public keys: read plainly).
-pub(crate) fn read_recipients_file(file: &Path) -> Result<RecipientSet, AgeError> {
-    let text = fs::read_to_string(file)
-        .map_err(|source| AgeError::io(format!("cannot read {}", file.display()), source))?;
+/// Reads a recipients file (public keys: read plainly). It decides to whom
+/// secrets are encrypted, so it is held to the trust rule: owned by the
+/// caller or root, writable by nobody else.
+pub(crate) fn read_recipients_file(root: &Root, file: &Path) -> Result<RecipientSet, AgeError> {
+    let read = |source| AgeError::io(format!("cannot read {}", file.display()), source);
+    let mut opened = root
+        .open_trusted(file, "the recipients file")?
+        .ok_or_else(|| read(io::Error::from(io::ErrorKind::NotFound)))?;
+    let mut text = String::new();
+    opened.read_to_string(&mut text).map_err(read)?;
     RecipientSet::parse(&text, &file.display().to_string())
 }
 
 /// Every directory of the store that holds a `.age-recipients` file,
 /// relative to the store (`""` for the root). Like listings, the walk skips
-/// dot-directories and does not follow symlinked directories.
-pub(crate) fn recipient_dirs(store: &Path) -> Result<Vec<String>, AgeError> {
-    fn walk(store: &Path, relative: &str, dirs: &mut Vec<String>) -> io::Result<()> {
-        if store.join(relative).join(RECIPIENTS_FILE).is_file() {
-            dirs.push(relative.to_owned());
-        }
-        for entry in fs::read_dir(store.join(relative))? {
-            let entry = entry?;
-            let Ok(file_name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if file_name.starts_with('.') || !entry.file_type()?.is_dir() {
+/// dot-directories and does not follow symlinks.
+pub(crate) fn recipient_dirs(root: &Root) -> Result<Vec<String>, AgeError> {
+    fn walk(root: &Root, relative: &str, dirs: &mut Vec<String>) -> Result<(), AgeError> {
+        let dir = root.path().join(relative);
+        for (file_name, kind) in root.entries(&dir)? {
+            if file_name == RECIPIENTS_FILE && kind == Kind::File {
+                dirs.push(relative.to_owned());
+            }
+            if file_name.starts_with('.') || kind != Kind::Directory {
                 continue;
             }
             let name = if relative.is_empty() {
@@ -108,20 +109,13 @@ pub(crate) fn recipient_dirs(store: &Path) -> Result<Vec<String>, AgeError> {
             } else {
                 format!("{relative}/{file_name}")
             };
-            walk(store, &name, dirs)?;
+            walk(root, &name, dirs)?;
         }
         Ok(())
     }
     let mut dirs = Vec::new();
-    match walk(store, "", &mut dirs) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(AgeError::io(
-                format!("cannot walk {}", store.display()),
-                source,
-            ));
-        }
+    if root.exists() {
+        walk(root, "", &mut dirs)?;
     }
     dirs.sort();
     Ok(dirs)
@@ -129,11 +123,12 @@ pub(crate) fn recipient_dirs(store: &Path) -> Result<Vec<String>, AgeError> {
 
 /// The recipients of every `.age-recipients` file of the store, by
 /// directory.
-pub(crate) fn all_recipient_sets(store: &Path) -> Result<BTreeMap<String, RecipientSet>, AgeError> {
-    recipient_dirs(store)?
+pub(crate) fn all_recipient_sets(root: &Root) -> Result<BTreeMap<String, RecipientSet>, AgeError> {
+    recipient_dirs(root)?
         .into_iter()
         .map(|dir| {
-            let set = read_recipients_file(&store.join(&dir).join(RECIPIENTS_FILE))?;
+            let file = root.path().join(&dir).join(RECIPIENTS_FILE);
+            let set = read_recipients_file(root, &file)?;
             Ok((dir, set))
         })
         .collect()
@@ -143,71 +138,62 @@ pub(crate) fn all_recipient_sets(store: &Path) -> Result<BTreeMap<String, Recipi
 /// directory itself, held until the returned file is dropped. It serialises
 /// hushbox's own writers (each of which rewrites the integrity manifest);
 /// readers need no lock, since every file is replaced by rename.
-pub(crate) fn lock(store: &Path) -> Result<File, AgeError> {
-    create_dirs(store)?;
-    let dir = File::open(store)
+pub(crate) fn lock(root: &Root) -> Result<File, AgeError> {
+    let store = root.path();
+    let dir = root
+        .file()
         .map_err(|source| AgeError::io(format!("cannot open {}", store.display()), source))?;
     dir.lock()
         .map_err(|source| AgeError::io(format!("cannot lock {}", store.display()), source))?;
     Ok(dir)
 }
 
-/// [`write_atomically`] of `bytes`, leaving the file with `mode`.
-pub(crate) fn write_file(target: &Path, bytes: &[u8], mode: u32) -> Result<(), AgeError> {
-    write_atomically(target, |file| {
+/// [`Root::write_atomically`] of `bytes`, leaving the file with `mode`.
+pub(crate) fn write_file(
+    root: &Root,
+    target: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), AgeError> {
+    root.write_atomically(target, |file| {
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)
     })
-    .map_err(|source| AgeError::io(format!("cannot write {}", target.display()), source))
 }
 
-/// Reads a file that may be absent (`None`).
-pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, AgeError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(error)
-            if matches!(
-                error.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(source) => Err(AgeError::io(
-            format!("cannot read {}", path.display()),
-            source,
-        )),
-    }
+/// Reads a file below the store that may be absent (`None`), without
+/// following a symlink.
+pub(crate) fn read_optional(root: &Root, path: &Path) -> Result<Option<Vec<u8>>, AgeError> {
+    let Some(mut file) = root.open_file(path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|source| AgeError::io(format!("cannot read {}", path.display()), source))?;
+    Ok(Some(bytes))
 }
 
 /// Removes the directories that `path`'s removal left empty, up to (not
 /// including) the store root.
-pub(crate) fn prune_empty_dirs(store: &Path, path: &str) {
+pub(crate) fn prune_empty_dirs(root: &Root, path: &str) {
     let mut dir = Path::new(path).parent().unwrap_or(Path::new(""));
-    while !dir.as_os_str().is_empty() && fs::remove_dir(store.join(dir)).is_ok() {
+    while !dir.as_os_str().is_empty() && root.remove_empty_dir(&root.path().join(dir)) {
         dir = dir.parent().unwrap_or(Path::new(""));
-        // Best effort: the secret is gone either way.
-        let _ = sync_dir(&store.join(dir));
     }
 }
 
-/// Creates `dir` and its missing parents, with mode 0700 as passage's
-/// default umask would.
-pub(crate) fn create_dirs(dir: &Path) -> Result<(), AgeError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| {
-            AgeError::io(format!("cannot create directory {}", dir.display()), source)
-        })
+/// Creates the directory `dir` below the store and its missing parents,
+/// with mode 0700 as passage's default umask would.
+pub(crate) fn create_dirs(root: &Root, dir: &Path) -> Result<(), AgeError> {
+    root.dir(dir, true).map(drop)
 }
 
-/// Replaces `target` with what `write` puts in a file, durably and
-/// atomically: a temporary file in the same directory (mode 0600, named with
-/// a leading `.` so listings skip it), fsync, rename over `target`, fsync of
-/// the directory. No reader ever sees a partial file; on failure the
-/// temporary file is removed and `target` is untouched.
+/// Replaces `target` (a file outside any store, such as hushbox's state
+/// file) with what `write` puts in a file, durably and atomically: a
+/// temporary file in the same directory (mode 0600, named with a leading
+/// `.`), fsync, rename over `target`, fsync of the directory. No reader ever
+/// sees a partial file; on failure the temporary file is removed and
+/// `target` is untouched. Files below a store use [`Root::write_atomically`].
 pub(crate) fn write_atomically(
     target: &Path,
     write: impl FnOnce(&mut File) -> io::Result<()>,
@@ -228,10 +214,10 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// The secrets whose names start with `prefix`, sorted. Only `*.age` files
-/// count; entries starting with `.` (`.age-recipients`, `.git`, temporary
-/// files) are skipped, and symlinked directories are not followed.
-pub(crate) fn list(store: &Path, prefix: &str) -> Result<Vec<String>, AgeError> {
+/// The secrets whose names start with `prefix`, sorted. Only regular `*.age`
+/// files count; entries starting with `.` (`.age-recipients`, `.git`,
+/// temporary files) are skipped, and symlinks are not followed.
+pub(crate) fn list(root: &Root, prefix: &str) -> Result<Vec<String>, AgeError> {
     // Start the walk at the deepest directory the prefix names fully:
     // "team/db" walks "team/" and keeps names starting with "team/db".
     let start = match prefix.rfind('/') {
@@ -239,30 +225,19 @@ pub(crate) fn list(store: &Path, prefix: &str) -> Result<Vec<String>, AgeError> 
         None => "",
     };
     let mut names = Vec::new();
-    match walk(store, start, &mut names) {
+    match walk(root, start, &mut names) {
         Ok(()) => {}
         // An absent store (or prefix directory) holds no secrets.
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) if error.kind() == io::ErrorKind::NotADirectory => {}
-        Err(source) => {
-            return Err(AgeError::io(
-                format!("cannot list {}", store.join(start).display()),
-                source,
-            ));
-        }
+        Err(AgeError::Io { source, .. }) if is_missing(&source) => {}
+        Err(error) => return Err(error),
     }
     names.retain(|name| name.starts_with(prefix));
     names.sort();
     Ok(names)
 }
 
-fn walk(store: &Path, relative: &str, names: &mut Vec<String>) -> io::Result<()> {
-    for entry in fs::read_dir(store.join(relative))? {
-        let entry = entry?;
-        let Ok(file_name) = entry.file_name().into_string() else {
-            // A name that is not UTF-8 cannot be written in a reference.
-            continue;
-        };
+fn walk(root: &Root, relative: &str, names: &mut Vec<String>) -> Result<(), AgeError> {
+    for (file_name, kind) in root.entries(&root.path().join(relative))? {
         if file_name.starts_with('.') {
             continue;
         }
@@ -271,14 +246,13 @@ fn walk(store: &Path, relative: &str, names: &mut Vec<String>) -> io::Result<()>
         } else {
             format!("{relative}/{file_name}")
         };
-        let file_type = entry.file_type()?;
-        if file_type.is_dir() {
-            walk(store, &name, names)?;
-        } else if let Some(secret) = name.strip_suffix(EXTENSION) {
-            let is_file = file_type.is_file() || fs::metadata(entry.path())?.is_file();
-            if is_file && check_secret_path(secret).is_ok() {
-                names.push(secret.to_owned());
-            }
+        if kind == Kind::Directory {
+            walk(root, &name, names)?;
+        } else if let Some(secret) = name.strip_suffix(EXTENSION)
+            && kind == Kind::File
+            && check_secret_path(secret).is_ok()
+        {
+            names.push(secret.to_owned());
         }
     }
     Ok(())
@@ -286,33 +260,19 @@ fn walk(store: &Path, relative: &str, names: &mut Vec<String>) -> io::Result<()>
 
 /// Removes secret `path`, then the directories it leaves empty, up to (not
 /// including) the store root, as `pass rm` does.
-pub(crate) fn remove(store: &Path, path: &str) -> Result<(), AgeError> {
-    let file = secret_file(store, path);
-    match fs::remove_file(&file) {
+pub(crate) fn remove(root: &Root, path: &str) -> Result<(), AgeError> {
+    let file = secret_file(root.path(), path);
+    match root.remove_file(&file) {
         Ok(()) => {}
-        Err(error)
-            if matches!(
-                error.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
+        Err(AgeError::Io { source, .. }) if is_missing(&source) => {
             return Err(AgeError::NotFound {
-                store_missing: !store.is_dir(),
+                store_missing: !root.exists(),
                 file,
             });
         }
-        Err(source) => {
-            return Err(AgeError::io(
-                format!("cannot remove {}", file.display()),
-                source,
-            ));
-        }
+        Err(error) => return Err(error),
     }
-    let dir = Path::new(path).parent().unwrap_or(Path::new(""));
-    sync_dir(&store.join(dir)).map_err(|source| {
-        AgeError::io(format!("cannot sync {}", store.join(dir).display()), source)
-    })?;
-    prune_empty_dirs(store, path);
+    prune_empty_dirs(root, path);
     Ok(())
 }
 
@@ -322,7 +282,8 @@ pub(crate) fn remove(store: &Path, path: &str) -> Result<(), AgeError> {
 /// Each recipient must parse as an X25519 `age1…` key or an `ssh-ed25519` /
 /// `ssh-rsa` public key. A directory that already holds a `.age-recipients`
 /// is an existing store and is refused, never overwritten. The file is
-/// created exclusively and fsynced with its directory.
+/// created exclusively and fsynced with its directory. The store and the
+/// directories above it must pass the caller's trust check.
 pub fn init_store(store_dir: &Path, recipients: &[String]) -> Result<()> {
     init_store_inner(store_dir, recipients).map_err(Into::into)
 }
@@ -333,38 +294,25 @@ fn init_store_inner(store_dir: &Path, recipients: &[String]) -> Result<(), AgeEr
         .map(|recipient| format!("{}\n", recipient.trim()))
         .collect();
     parse_recipients_from(&text, "the recipients given")?;
-    create_recipients_file(store_dir, &text)
+    let root = Root::create(store_dir, &Trust::default())?;
+    create_recipients_file(&root, store_dir, &text)
 }
 
 /// Creates `<dir>/.age-recipients` holding `text` (and `dir`, with missing
-/// parents), exclusively: an existing file is [`AgeError::StoreExists`].
-pub(crate) fn create_recipients_file(store_dir: &Path, text: &str) -> Result<(), AgeError> {
-    let file = store_dir.join(RECIPIENTS_FILE);
-    create_dirs(store_dir)?;
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        // Public keys, meant to be committed alongside the store.
-        .mode(0o644)
-        .open(&file)
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::AlreadyExists => AgeError::StoreExists {
-                recipients_file: file.clone(),
-            },
-            _ => AgeError::io(format!("cannot create {}", file.display()), source),
-        })?;
-    let written = out
-        .write_all(text.as_bytes())
-        .and_then(|()| out.sync_all())
-        .and_then(|()| sync_dir(store_dir));
-    if let Err(source) = written {
-        let _ = fs::remove_file(&file);
-        return Err(AgeError::io(
-            format!("cannot write {}", file.display()),
-            source,
-        ));
-    }
-    Ok(())
+/// parents, below the store), exclusively: an existing file is
+/// [`AgeError::StoreExists`].
+pub(crate) fn create_recipients_file(root: &Root, dir: &Path, text: &str) -> Result<(), AgeError> {
+    let file = dir.join(RECIPIENTS_FILE);
+    // Public keys, meant to be committed alongside the store.
+    root.create_new(&file, text.as_bytes(), 0o644)
+        .map_err(|error| match error {
+            AgeError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists => {
+                AgeError::StoreExists {
+                    recipients_file: file.clone(),
+                }
+            }
+            other => other,
+        })
 }
 
 #[cfg(test)]
@@ -399,6 +347,10 @@ mod tests {
         }
     }
 
+    fn open(path: &Path) -> Root {
+        Root::open(path, &Trust::default()).unwrap()
+    }
+
     #[test]
     fn nearest_recipients_file_wins() {
         let store = tempfile::tempdir().unwrap();
@@ -406,22 +358,23 @@ mod tests {
         fs::create_dir_all(root.join("team/sub/deeper")).unwrap();
         fs::write(root.join(RECIPIENTS_FILE), "").unwrap();
         fs::write(root.join("team/sub").join(RECIPIENTS_FILE), "").unwrap();
+        let opened = open(root);
         assert_eq!(
-            nearest_recipients_file(root, "top"),
+            nearest_recipients_file(&opened, "top"),
             Some(root.join(RECIPIENTS_FILE))
         );
         assert_eq!(
-            nearest_recipients_file(root, "team/x"),
+            nearest_recipients_file(&opened, "team/x"),
             Some(root.join(RECIPIENTS_FILE))
         );
         assert_eq!(
-            nearest_recipients_file(root, "team/sub/deeper/x"),
+            nearest_recipients_file(&opened, "team/sub/deeper/x"),
             Some(root.join("team/sub").join(RECIPIENTS_FILE))
         );
     }
 
     #[test]
-    fn listing_skips_hidden_and_foreign_files() {
+    fn listing_skips_hidden_and_foreign_files_and_symlinks() {
         let store = tempfile::tempdir().unwrap();
         let root = store.path();
         fs::create_dir_all(root.join("b/c")).unwrap();
@@ -437,11 +390,16 @@ mod tests {
         ] {
             fs::write(root.join(file), "").unwrap();
         }
-        assert_eq!(list(root, "").unwrap(), ["a", "b/c/d", "b/e"]);
-        assert_eq!(list(root, "b/").unwrap(), ["b/c/d", "b/e"]);
-        assert_eq!(list(root, "b/c").unwrap(), ["b/c/d"]);
-        assert!(list(root, "zzz/").unwrap().is_empty());
-        assert!(list(&root.join("missing"), "").unwrap().is_empty());
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("o.age"), "").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("lnk")).unwrap();
+        std::os::unix::fs::symlink(root.join("a.age"), root.join("alias.age")).unwrap();
+        let opened = open(root);
+        assert_eq!(list(&opened, "").unwrap(), ["a", "b/c/d", "b/e"]);
+        assert_eq!(list(&opened, "b/").unwrap(), ["b/c/d", "b/e"]);
+        assert_eq!(list(&opened, "b/c").unwrap(), ["b/c/d"]);
+        assert!(list(&opened, "zzz/").unwrap().is_empty());
+        assert!(list(&open(&root.join("missing")), "").unwrap().is_empty());
     }
 
     #[test]
@@ -450,11 +408,12 @@ mod tests {
         let root = store.path();
         fs::create_dir_all(root.join("a/b")).unwrap();
         fs::write(root.join("a/b/c.age"), "").unwrap();
-        remove(root, "a/b/c").unwrap();
+        let opened = open(root);
+        remove(&opened, "a/b/c").unwrap();
         assert!(!root.join("a").exists());
         assert!(root.is_dir());
         assert!(matches!(
-            remove(root, "a/b/c"),
+            remove(&opened, "a/b/c"),
             Err(AgeError::NotFound { .. })
         ));
     }
@@ -464,11 +423,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("x.age");
         fs::write(&target, "old").unwrap();
-        write_atomically(&target, |file| file.write_all(b"new")).unwrap();
+        let opened = open(dir.path());
+        opened
+            .write_atomically(&target, |file| file.write_all(b"new"))
+            .unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"new");
-        let failed = write_atomically(&target, |_| Err(io::Error::other("boom")));
+        let failed = opened.write_atomically(&target, |_| Err(io::Error::other("boom")));
         assert!(failed.is_err());
         assert_eq!(fs::read(&target).unwrap(), b"new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_symlinked_directory_inside_the_store_is_not_followed() {
+        let store = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), store.path().join("lnk")).unwrap();
+        let opened = open(store.path());
+        let target = store.path().join("lnk/x.age");
+        for error in [
+            create_dirs(&opened, &store.path().join("lnk")).unwrap_err(),
+            write_file(&opened, &target, b"x", 0o600).unwrap_err(),
+            read_optional(&opened, &target).unwrap_err(),
+        ] {
+            assert!(
+                matches!(error, AgeError::SymlinkInStore { .. }),
+                "{error:?}"
+            );
+        }
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_directory_of_the_store_others_can_write_is_refused() {
+        let store = tempfile::tempdir().unwrap();
+        fs::create_dir(store.path().join("team")).unwrap();
+        fs::set_permissions(store.path().join("team"), fs::Permissions::from_mode(0o777)).unwrap();
+        let opened = open(store.path());
+        let error = write_file(&opened, &store.path().join("team/x.age"), b"x", 0o600).unwrap_err();
+        let message = hushbox_core::Error::from(error).to_string();
+        assert!(message.contains("mode 0777"), "{message}");
     }
 }

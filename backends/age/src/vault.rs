@@ -31,6 +31,7 @@ use crate::integrity::{
     self, Digest, Entry, INTEGRITY_FILE, Index, KeyRing, Sealed, SetId, digest, set_id,
 };
 use crate::keys::{Identities, RecipientSet, normalize_recipient};
+use crate::root::{Kind, Root};
 use crate::state::{self, Seen};
 use crate::store::{self, RECIPIENTS_FILE, check_secret_path, secret_file};
 
@@ -280,6 +281,12 @@ impl AgeStore {
         self.settings.store.join(INTEGRITY_FILE)
     }
 
+    /// The store's directory, checked and opened: everything below it is
+    /// reached from this descriptor, never by path.
+    fn root(&self) -> Result<Root, AgeError> {
+        Root::open(&self.settings.store, &self.settings.trust)
+    }
+
     fn subject(&self, path: &str) -> String {
         format!("{}://{}", self.name, path.escape_debug())
     }
@@ -353,7 +360,7 @@ impl AgeStore {
     fn open_manifest(&self) -> Result<Option<(Stamp, Opened)>, AgeError> {
         let path = self.manifest_path();
         let stamp = Stamp::of(&path);
-        let Some(bytes) = store::read_optional(&path)? else {
+        let Some(bytes) = store::read_optional(&self.root()?, &path)? else {
             return Ok(None);
         };
         if bytes.len() as u64 > MANIFEST_LIMIT {
@@ -500,17 +507,22 @@ impl AgeStore {
     // ----- reading -----
 
     /// Reads, checks and decrypts one secret with a trust already loaded.
-    fn read_with(&self, trust: &Trust, path: &str) -> Result<(SecretValue, Digest), AgeError> {
+    fn read_with(
+        &self,
+        root: &Root,
+        trust: &Trust,
+        path: &str,
+    ) -> Result<(SecretValue, Digest), AgeError> {
         check_secret_path(path)?;
         let file = secret_file(&self.settings.store, path);
-        let ciphertext = read_ciphertext(&file, self.settings.max_size)?;
+        let ciphertext = read_ciphertext(root, &file, self.settings.max_size)?;
         let found = ciphertext.as_deref().map(digest);
         if let Trust::Verified(verified) = trust {
             verified.check(path, &file, found.as_ref())?;
         }
         let (Some(ciphertext), Some(found)) = (ciphertext, found) else {
             return Err(AgeError::NotFound {
-                store_missing: !self.settings.store.is_dir(),
+                store_missing: !root.exists(),
                 file,
             });
         };
@@ -533,8 +545,9 @@ impl AgeStore {
         let subject = self.subject(path);
         let run = || {
             check_secret_path(path)?;
+            let root = self.root()?;
             let trust = self.trust()?;
-            self.read_with(&trust, path)
+            self.read_with(&root, &trust, path)
         };
         run()
             .map(|(value, found)| (value, Revision(Some(found))))
@@ -549,8 +562,9 @@ impl AgeStore {
         &self,
         paths: &[String],
     ) -> Vec<std::result::Result<(SecretValue, String), Error>> {
-        let trust = match self.trust() {
-            Ok(trust) => trust,
+        let loaded = self.root().and_then(|root| Ok((root, self.trust()?)));
+        let (root, trust) = match loaded {
+            Ok(loaded) => loaded,
             Err(error) => {
                 // One failure of the whole store: said in full once, then
                 // referred to, so that a run of a thousand secrets does not
@@ -573,7 +587,7 @@ impl AgeStore {
             }
         };
         let read_one = |path: &String| {
-            self.read_with(&trust, path)
+            self.read_with(&root, &trust, path)
                 .map(|(value, found)| (value, integrity::hex(&found[..6])))
                 .map_err(Error::from)
         };
@@ -611,19 +625,25 @@ impl AgeStore {
             check_secret_path(trimmed)
                 .map_err(|error| Error::from(error).with_subject(self.subject(prefix)))?;
         }
-        store::list(&self.settings.store, prefix)
+        self.root()
+            .and_then(|root| store::list(&root, prefix))
             .map_err(|error| Error::from(error).with_subject(self.subject(prefix)))
     }
 
     /// Whether secret `path` has a file.
     pub fn exists(&self, path: &str) -> bool {
-        check_secret_path(path).is_ok() && secret_file(&self.settings.store, path).is_file()
+        check_secret_path(path).is_ok()
+            && self.root().is_ok_and(|root| {
+                root.kind(&secret_file(&self.settings.store, path)) == Some(Kind::File)
+            })
     }
 
     // ----- writing -----
 
     fn begin(&self) -> Result<Txn<'_>, AgeError> {
-        let lock = store::lock(&self.settings.store)?;
+        // A write creates the store when it is missing.
+        let root = Root::create(&self.settings.store, &self.settings.trust)?;
+        let lock = store::lock(&root)?;
         let sealed = match self.load_trust()? {
             Trust::Unprotected { .. } => None,
             Trust::Verified(verified) => {
@@ -644,6 +664,7 @@ impl AgeStore {
         };
         Ok(Txn {
             store: self,
+            root,
             _lock: lock,
             sealed,
             dirty: false,
@@ -662,7 +683,7 @@ impl AgeStore {
         let subject = self.subject(path);
         let run = || {
             let mut txn = self.begin()?;
-            let now = store::read_optional(&secret_file(&self.settings.store, path))?;
+            let now = store::read_optional(&txn.root, &secret_file(&self.settings.store, path))?;
             if Revision(now.as_deref().map(digest)) != revision {
                 return Err(AgeError::ChangedMeanwhile);
             }
@@ -699,7 +720,7 @@ impl AgeStore {
         let mut undo: Vec<(String, Option<Vec<u8>>)> = Vec::new();
         for (path, value) in entries {
             let file = secret_file(&self.settings.store, path);
-            let before = match store::read_optional(&file) {
+            let before = match store::read_optional(&txn.root, &file) {
                 Ok(before) => before,
                 Err(error) => {
                     txn.undo(&undo);
@@ -715,7 +736,9 @@ impl AgeStore {
         if let Err(error) = txn.commit() {
             // The files are new, the manifest old: put the files back so
             // the two still agree.
-            let restore = Txn::restore_files(&self.settings.store, &undo);
+            let restore = self
+                .root()
+                .and_then(|root| Txn::restore_files(&root, &undo));
             if let Err(restore) = restore {
                 tracing::warn!(error = %Error::from(restore), "cannot restore the files after a failed write");
             }
@@ -734,7 +757,7 @@ impl AgeStore {
                 .sealed
                 .as_ref()
                 .is_some_and(|sealed| sealed.index.secrets.contains_key(path));
-            match store::remove(&self.settings.store, path) {
+            match store::remove(&txn.root, path) {
                 Ok(()) => {}
                 // Recorded but already gone: forgetting it is the removal.
                 Err(AgeError::NotFound { .. }) if recorded => {}
@@ -764,24 +787,14 @@ impl AgeStore {
             if from == to {
                 return Ok(false);
             }
-            if !overwrite && target.exists() {
+            if !overwrite && txn.root.kind(&target).is_some() {
                 return Err(AgeError::SecretExists {
                     names: vec![to.to_owned()],
                 });
             }
             let same_recipients = txn.current_set(from)? == txn.current_set(to)?;
             let reencrypted = if same_recipients {
-                if let Some(dir) = target.parent() {
-                    store::create_dirs(dir)?;
-                }
-                fs::rename(&source, &target).map_err(|error| {
-                    AgeError::io(format!("cannot rename {}", source.display()), error)
-                })?;
-                for dir in [source.parent(), target.parent()].into_iter().flatten() {
-                    store::sync_dir(dir).map_err(|error| {
-                        AgeError::io(format!("cannot sync {}", dir.display()), error)
-                    })?;
-                }
+                txn.root.rename(&source, &target)?;
                 let set = txn.recorded_set(from);
                 txn.record(to, Entry { digest: found, set });
                 false
@@ -790,10 +803,10 @@ impl AgeStore {
                 let identities = self.identities()?;
                 let value = decrypt(&ciphertext, &identities, self.settings.max_size)?;
                 txn.write(to, value.expose())?;
-                store::remove(store_dir, from)?;
+                store::remove(&txn.root, from)?;
                 true
             };
-            store::prune_empty_dirs(store_dir, from);
+            store::prune_empty_dirs(&txn.root, from);
             txn.forget(from);
             txn.commit()?;
             Ok(reencrypted)
@@ -817,18 +830,20 @@ impl AgeStore {
             RecipientSet::parse(&text, "the recipients given")?;
             match subdir {
                 None => {
-                    let _lock = store::lock(&self.settings.store)?;
+                    let root = Root::create(&self.settings.store, &self.settings.trust)?;
+                    let _lock = store::lock(&root)?;
                     let dir = self.settings.store.clone();
-                    store::create_recipients_file(&dir, &text)?;
+                    store::create_recipients_file(&root, &dir, &text)?;
                     let attributes = dir.join(".gitattributes");
-                    if !attributes.exists() {
+                    if root.kind(&attributes).is_none() {
                         store::write_file(
+                            &root,
                             &attributes,
                             b"*.age binary\n.hushbox-integrity -text\n",
                             0o644,
                         )?;
                     }
-                    if !self.manifest_path().exists() {
+                    if root.kind(&self.manifest_path()).is_none() {
                         self.seal_new(None)?;
                     }
                     Ok(dir)
@@ -844,7 +859,7 @@ impl AgeStore {
                     let mut txn = self.begin()?;
                     txn.ensure_recipients_unchanged()?;
                     let dir = self.settings.store.join(subdir);
-                    store::create_recipients_file(&dir, &text)?;
+                    store::create_recipients_file(&txn.root, &dir, &text)?;
                     txn.refresh_recipients()?;
                     txn.commit()?;
                     Ok(dir)
@@ -872,9 +887,10 @@ impl AgeStore {
             recipient_files: BTreeMap::new(),
             secrets: BTreeMap::new(),
         };
-        for name in store::list(&self.settings.store, "")? {
+        let root = self.root()?;
+        for name in store::list(&root, "")? {
             if let Some(ciphertext) =
-                store::read_optional(&secret_file(&self.settings.store, &name))?
+                store::read_optional(&root, &secret_file(&self.settings.store, &name))?
             {
                 index.secrets.insert(
                     name,
@@ -887,12 +903,13 @@ impl AgeStore {
         }
         let mut txn = Txn {
             store: self,
-            _lock: File::open(&self.settings.store).map_err(|error| {
+            _lock: root.file().map_err(|error| {
                 AgeError::io(
                     format!("cannot open {}", self.settings.store.display()),
                     error,
                 )
             })?,
+            root,
             sealed: Some(SealedState {
                 index,
                 ring,
@@ -911,7 +928,7 @@ impl AgeStore {
     /// What can be kept of a manifest that does not parse: its store id,
     /// and its key ring if an armored block in it still opens.
     fn salvage(&self) -> Result<Salvaged, AgeError> {
-        let text = store::read_optional(&self.manifest_path())?.unwrap_or_default();
+        let text = store::read_optional(&self.root()?, &self.manifest_path())?.unwrap_or_default();
         let text = String::from_utf8_lossy(&text);
         let store = text
             .lines()
@@ -950,9 +967,10 @@ impl AgeStore {
                 Some(dir) => format!("{dir}/x"),
                 None => "x".to_owned(),
             };
-            match store::nearest_recipients_file(&self.settings.store, &probe) {
+            let root = self.root()?;
+            match store::nearest_recipients_file(&root, &probe) {
                 Some(file) => {
-                    let set = store::read_recipients_file(&file)?;
+                    let set = store::read_recipients_file(&root, &file)?;
                     Ok(RecipientsView {
                         file: Some(file),
                         recipients: set.normalized.into_iter().collect(),
@@ -972,11 +990,10 @@ impl AgeStore {
     /// not re-encrypted: that is [`AgeStore::reencrypt`].
     pub fn add_recipients(&self, dir: Option<&str>, recipients: &[String]) -> Result<Vec<String>> {
         let run = || -> Result<Vec<String>, AgeError> {
-            let file = self.own_recipients_file(dir)?;
             let mut txn = self.begin()?;
+            let file = self.own_recipients_file(&txn.root, dir)?;
             txn.ensure_recipients_unchanged()?;
-            let text = fs::read_to_string(&file)
-                .map_err(|error| AgeError::io(format!("cannot read {}", file.display()), error))?;
+            let text = read_recipients_text(&txn.root, &file)?;
             let current = RecipientSet::parse(&text, &file.display().to_string())?;
             let mut added = Vec::new();
             let mut new_text = text.clone();
@@ -996,7 +1013,7 @@ impl AgeStore {
             if added.is_empty() {
                 return Ok(added);
             }
-            store::write_file(&file, new_text.as_bytes(), 0o644)?;
+            store::write_file(&txn.root, &file, new_text.as_bytes(), 0o644)?;
             txn.refresh_recipients()?;
             txn.commit()?;
             Ok(added)
@@ -1013,11 +1030,10 @@ impl AgeStore {
         recipients: &[String],
     ) -> Result<Vec<String>> {
         let run = || -> Result<Vec<String>, AgeError> {
-            let file = self.own_recipients_file(dir)?;
             let mut txn = self.begin()?;
+            let file = self.own_recipients_file(&txn.root, dir)?;
             txn.ensure_recipients_unchanged()?;
-            let text = fs::read_to_string(&file)
-                .map_err(|error| AgeError::io(format!("cannot read {}", file.display()), error))?;
+            let text = read_recipients_text(&txn.root, &file)?;
             let current = RecipientSet::parse(&text, &file.display().to_string())?;
             let mut removing = BTreeSet::new();
             for recipient in recipients {
@@ -1043,7 +1059,7 @@ impl AgeStore {
                 })
                 .map(|line| format!("{line}\n"))
                 .collect();
-            store::write_file(&file, kept.as_bytes(), 0o644)?;
+            store::write_file(&txn.root, &file, kept.as_bytes(), 0o644)?;
             txn.refresh_recipients()?;
             txn.commit()?;
             Ok(removing.into_iter().collect())
@@ -1051,7 +1067,7 @@ impl AgeStore {
         run().map_err(Error::from)
     }
 
-    fn own_recipients_file(&self, dir: Option<&str>) -> Result<PathBuf, AgeError> {
+    fn own_recipients_file(&self, root: &Root, dir: Option<&str>) -> Result<PathBuf, AgeError> {
         let dir_path = match dir {
             Some(dir) => {
                 check_secret_path(dir)?;
@@ -1060,7 +1076,7 @@ impl AgeStore {
             None => self.settings.store.clone(),
         };
         let file = dir_path.join(RECIPIENTS_FILE);
-        if !file.is_file() {
+        if root.kind(&file) != Some(Kind::File) {
             return Err(AgeError::NoRecipientsFile { dir: dir_path });
         }
         Ok(file)
@@ -1079,7 +1095,7 @@ impl AgeStore {
             report.removed_recipients = removed;
             report.key_rotated = rotated;
             let identities = self.identities()?;
-            for name in store::list(&self.settings.store, prefix)? {
+            for name in store::list(&txn.root, prefix)? {
                 let (current, _) = txn.recipients_for(&name)?;
                 let recorded = txn.recorded_set(&name);
                 if txn.sealed.is_some() && recorded == Some(current) {
@@ -1141,7 +1157,8 @@ impl AgeStore {
                     .push(self.issue_error(&issue, index.version).into()),
             }
         }
-        let mut names: BTreeSet<String> = store::list(&self.settings.store, "")
+        let root = self.root().map_err(Error::from)?;
+        let mut names: BTreeSet<String> = store::list(&root, "")
             .map_err(Error::from)?
             .into_iter()
             .collect();
@@ -1149,10 +1166,10 @@ impl AgeStore {
         if let Some(seen) = &newer_seen {
             names.extend(seen.secrets.keys().cloned());
         }
-        let current_sets = current_sets(&self.settings.store).map_err(Error::from)?;
+        let current_sets = current_sets(&root).map_err(Error::from)?;
         for name in &names {
             let file = secret_file(&self.settings.store, name);
-            let found = store::read_optional(&file)
+            let found = store::read_optional(&root, &file)
                 .map_err(Error::from)?
                 .map(|bytes| digest(&bytes));
             report.checked += usize::from(found.is_some());
@@ -1163,7 +1180,7 @@ impl AgeStore {
                     .push(Error::from(error).with_subject(self.subject(name)));
                 continue;
             }
-            let current = store::nearest_recipients_dir(&self.settings.store, name)
+            let current = store::nearest_recipients_dir(&root, name)
                 .and_then(|dir| current_sets.get(&dir).copied());
             let recorded = index.secrets.get(name).and_then(|entry| entry.set);
             if found.is_some() && (recorded.is_none() || current.is_some() && recorded != current) {
@@ -1190,7 +1207,8 @@ impl AgeStore {
     /// manifest of a store that has none.
     pub fn accept(&self, names: &[String]) -> Result<AcceptReport> {
         let run = || -> Result<AcceptReport, AgeError> {
-            let _lock = store::lock(&self.settings.store)?;
+            let root = Root::create(&self.settings.store, &self.settings.trust)?;
+            let _lock = store::lock(&root)?;
             let mut report = AcceptReport::default();
             let seen = self.seen();
             let mut salvaged = None;
@@ -1248,12 +1266,13 @@ impl AgeStore {
             };
             let mut txn = Txn {
                 store: self,
-                _lock: File::open(&self.settings.store).map_err(|error| {
+                _lock: root.file().map_err(|error| {
                     AgeError::io(
                         format!("cannot open {}", self.settings.store.display()),
                         error,
                     )
                 })?,
+                root,
                 sealed: Some(SealedState {
                     index: opened.sealed.index.clone(),
                     armored_ring: opened.sealed.armored_ring.clone(),
@@ -1266,8 +1285,7 @@ impl AgeStore {
                 sealed.index.key = sealed.ring.current.id();
             }
             let targets: Vec<String> = if names.is_empty() {
-                let mut all: BTreeSet<String> =
-                    store::list(&self.settings.store, "")?.into_iter().collect();
+                let mut all: BTreeSet<String> = store::list(&txn.root, "")?.into_iter().collect();
                 all.extend(opened.sealed.index.secrets.keys().cloned());
                 all.into_iter().collect()
             } else {
@@ -1277,8 +1295,9 @@ impl AgeStore {
                 names.to_vec()
             };
             for name in targets {
-                let found = store::read_optional(&secret_file(&self.settings.store, &name))?
-                    .map(|bytes| digest(&bytes));
+                let found =
+                    store::read_optional(&txn.root, &secret_file(&self.settings.store, &name))?
+                        .map(|bytes| digest(&bytes));
                 let recorded = opened.sealed.index.secrets.get(&name).copied();
                 match (recorded, found) {
                     (None, None) => {}
@@ -1347,11 +1366,22 @@ struct Salvaged {
 }
 
 /// The set id of every `.age-recipients` of the store, by directory.
-fn current_sets(store: &Path) -> Result<BTreeMap<String, SetId>, AgeError> {
-    Ok(store::all_recipient_sets(store)?
+fn current_sets(root: &Root) -> Result<BTreeMap<String, SetId>, AgeError> {
+    Ok(store::all_recipient_sets(root)?
         .into_iter()
         .map(|(dir, set)| (dir, set_id(&set.normalized)))
         .collect())
+}
+
+/// The text of a `.age-recipients` file, read through the trust check.
+fn read_recipients_text(root: &Root, file: &Path) -> Result<String, AgeError> {
+    let read = |source| AgeError::io(format!("cannot read {}", file.display()), source);
+    let mut opened = root
+        .open_trusted(file, "the recipients file")?
+        .ok_or_else(|| read(std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut opened, &mut text).map_err(read)?;
+    Ok(text)
 }
 
 /// The directories whose recipients differ between two records.
@@ -1378,6 +1408,8 @@ struct SealedState {
 /// One write to the store, under its lock.
 struct Txn<'s> {
     store: &'s AgeStore,
+    /// The store's directory, locked by `_lock`.
+    root: Root,
     _lock: File,
     /// `None` for a store without a manifest.
     sealed: Option<SealedState>,
@@ -1395,8 +1427,8 @@ impl Txn<'_> {
         &self,
         path: &str,
     ) -> Result<(SetId, Vec<Box<dyn age::Recipient + Send>>), AgeError> {
-        let set = match store::nearest_recipients_file(self.store_dir(), path) {
-            Some(file) => store::read_recipients_file(&file)?,
+        let set = match store::nearest_recipients_file(&self.root, path) {
+            Some(file) => store::read_recipients_file(&self.root, &file)?,
             None => {
                 let identities = self.store.identities()?;
                 let origin = format!(
@@ -1426,10 +1458,7 @@ impl Txn<'_> {
         let Some(sealed) = &self.sealed else {
             return Ok(());
         };
-        let changed = changed_dirs(
-            &sealed.index.recipient_files,
-            &current_sets(self.store_dir())?,
-        );
+        let changed = changed_dirs(&sealed.index.recipient_files, &current_sets(&self.root)?);
         if changed.is_empty() {
             Ok(())
         } else {
@@ -1443,7 +1472,7 @@ impl Txn<'_> {
     /// Reads secret `path`'s ciphertext, checked against the manifest.
     fn read(&self, path: &str) -> Result<(Vec<u8>, Digest), AgeError> {
         let file = secret_file(self.store_dir(), path);
-        let ciphertext = read_ciphertext(&file, self.store.settings.max_size)?;
+        let ciphertext = read_ciphertext(&self.root, &file, self.store.settings.max_size)?;
         let found = ciphertext.as_deref().map(digest);
         if let Some(sealed) = &self.sealed {
             check_entry(&sealed.index, None, path, &file, found.as_ref())?;
@@ -1451,7 +1480,7 @@ impl Txn<'_> {
         match (ciphertext, found) {
             (Some(ciphertext), Some(found)) => Ok((ciphertext, found)),
             _ => Err(AgeError::NotFound {
-                store_missing: !self.store_dir().is_dir(),
+                store_missing: !self.root.exists(),
                 file,
             }),
         }
@@ -1464,9 +1493,9 @@ impl Txn<'_> {
         let ciphertext = encrypt(&recipients, plaintext, false)?;
         let target = secret_file(self.store_dir(), path);
         if let Some(dir) = target.parent() {
-            store::create_dirs(dir)?;
+            store::create_dirs(&self.root, dir)?;
         }
-        store::write_file(&target, &ciphertext, 0o600)?;
+        store::write_file(&self.root, &target, &ciphertext, 0o600)?;
         let entry = Entry {
             digest: digest(&ciphertext),
             set: Some(set),
@@ -1492,17 +1521,19 @@ impl Txn<'_> {
 
     /// Puts files back as they were before this write.
     fn undo(&self, undo: &[(String, Option<Vec<u8>>)]) {
-        if let Err(error) = Self::restore_files(self.store_dir(), undo) {
+        if let Err(error) = Self::restore_files(&self.root, undo) {
             tracing::warn!(error = %Error::from(error), "cannot restore the files after a failed write");
         }
     }
 
-    fn restore_files(store_dir: &Path, undo: &[(String, Option<Vec<u8>>)]) -> Result<(), AgeError> {
+    fn restore_files(root: &Root, undo: &[(String, Option<Vec<u8>>)]) -> Result<(), AgeError> {
         for (path, before) in undo.iter().rev() {
             match before {
-                Some(bytes) => store::write_file(&secret_file(store_dir, path), bytes, 0o600)?,
+                Some(bytes) => {
+                    store::write_file(root, &secret_file(root.path(), path), bytes, 0o600)?;
+                }
                 None => {
-                    let _ = store::remove(store_dir, path);
+                    let _ = store::remove(root, path);
                 }
             }
         }
@@ -1514,11 +1545,10 @@ impl Txn<'_> {
     /// key is replaced. Returns the recipients added and removed, and
     /// whether the key was replaced.
     fn refresh_recipients(&mut self) -> Result<(Vec<String>, Vec<String>, bool), AgeError> {
-        let store_dir = self.store_dir().to_owned();
         let Some(sealed) = &mut self.sealed else {
             return Ok((Vec::new(), Vec::new(), false));
         };
-        let sets = store::all_recipient_sets(&store_dir)?;
+        let sets = store::all_recipient_sets(&self.root)?;
         let files: BTreeMap<String, SetId> = sets
             .iter()
             .map(|(dir, set)| (dir.clone(), set_id(&set.normalized)))
@@ -1588,7 +1618,7 @@ impl Txn<'_> {
         let seen_version = store.seen().map_or(0, |seen| seen.version);
         sealed.index.version = sealed.index.version.max(seen_version) + 1;
         let text = integrity::render(&sealed.index, &sealed.ring.current, &sealed.armored_ring);
-        store::write_file(&store.manifest_path(), text.as_bytes(), 0o644)?;
+        store::write_file(&self.root, &store.manifest_path(), text.as_bytes(), 0o644)?;
         store.remember(&sealed.index);
         Ok(Some(sealed.index.clone()))
     }

@@ -146,6 +146,7 @@ async fn oversized_values_are_too_large() {
             identity_file: fixture.identity_file.clone(),
             max_size: 1024,
             state_dir: None,
+            trust: Default::default(),
         },
     );
     assert_eq!(fetch_kind(&backend, "big").await.0, ErrorKind::TooLarge);

@@ -138,6 +138,7 @@ async fn ssh_ed25519_identities_work_both_ways() {
             identity_file: key.clone(),
             max_size: hushbox_core::DEFAULT_SIZE_LIMIT,
             state_dir: None,
+            trust: Default::default(),
         },
     );
     let bytes = awkward_bytes();
@@ -172,6 +173,7 @@ async fn without_recipients_file_put_encrypts_to_the_identity() {
             identity_file: key.clone(),
             max_size: hushbox_core::DEFAULT_SIZE_LIMIT,
             state_dir: None,
+            trust: Default::default(),
         },
     );
     backend

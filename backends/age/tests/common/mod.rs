@@ -63,6 +63,7 @@ impl Fixture {
             identity_file: identity_file.to_owned(),
             max_size: DEFAULT_SIZE_LIMIT,
             state_dir: Some(self.dir.path().join(state)),
+            trust: Default::default(),
         }
     }
 
@@ -92,6 +93,7 @@ impl Fixture {
                 identity_file: identity_file.to_owned(),
                 max_size: DEFAULT_SIZE_LIMIT,
                 state_dir: Some(self.dir.path().join("state")),
+                trust: Default::default(),
             },
         )
     }
