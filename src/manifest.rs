@@ -244,4 +244,26 @@ optional = true
         let missing = locate(Some(Path::new("nope.toml")), &env, &nested).unwrap_err();
         assert_eq!(missing.kind(), ErrorKind::Config);
     }
+
+    #[test]
+    fn a_nearest_manifest_others_can_replace_is_an_error_not_skipped() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join(FILE_NAME), "version = 1").unwrap();
+        let shared = root.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let planted = shared.join(FILE_NAME);
+        std::fs::write(&planted, "version = 1").unwrap();
+        let found = locate(None, &Environment::default(), &shared).unwrap();
+        assert_eq!(found.as_deref(), Some(planted.as_path()));
+        let error = Manifest::load(&planted, &Trust::default()).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Config);
+        let message = error.to_string();
+        assert!(
+            message.contains("refusing to use the manifest"),
+            "{message}"
+        );
+        assert!(message.contains("without the sticky bit"), "{message}");
+    }
 }

@@ -23,7 +23,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hushbox_age::AgeStore;
-use hushbox_core::{Error, ErrorKind, SecretValue, dotenv};
+use hushbox_core::{Error, ErrorKind, SecretValue, Trust, dotenv};
 
 use crate::commands::{Outcome, Session};
 use crate::exit;
@@ -143,7 +143,10 @@ pub(super) fn import(session: &Session, store: &AgeStore, args: &ImportArgs) -> 
         (None, Some((_, path))) => path.clone(),
         (None, None) => session.cwd.join(FILE_NAME),
     };
-    let (manifest_text, added) = edited_manifest(&manifest_path, store.name(), &planned)?;
+    // The manifest edited is held to the rule of the one read: another
+    // user's file is not rewritten with this user's references.
+    let trust = Trust::from_env(&session.env)?;
+    let (manifest_text, added) = edited_manifest(&manifest_path, store.name(), &planned, &trust)?;
 
     if !args.force {
         let existing: Vec<&str> = planned
@@ -239,14 +242,19 @@ fn edited_manifest(
     path: &Path,
     scheme: &str,
     planned: &[Planned],
+    trust: &Trust,
 ) -> Result<(Option<String>, usize), Error> {
     let subject = || path.display().to_string();
-    let original = match fs::read_to_string(path) {
-        Ok(text) => Some(text),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-        Err(error) => {
-            return Err(Error::io("cannot read the manifest", error).with_subject(subject()));
+    let original = match trust.open_file(path, "the manifest") {
+        Ok(mut file) => {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut file, &mut text).map_err(|error| {
+                Error::io("cannot read the manifest", error).with_subject(subject())
+            })?;
+            Some(text)
         }
+        Err(error) if error.kind() == hushbox_core::ErrorKind::NotFound => None,
+        Err(error) => return Err(error),
     };
     let text = original
         .clone()
@@ -398,8 +406,13 @@ mod tests {
         let path = dir.path().join("hushbox.toml");
         let original = "# my project\nversion = 1   # always 1\n\n[backends.team]\nkind = \"age\"  # ours\nstore = \"secrets\"\n\n[secrets.existing]\nref = \"team://x\"\n";
         fs::write(&path, original).unwrap();
-        let (text, added) =
-            edited_manifest(&path, "team", &[planned("DB_PASSWORD", "dev/DB_PASSWORD")]).unwrap();
+        let (text, added) = edited_manifest(
+            &path,
+            "team",
+            &[planned("DB_PASSWORD", "dev/DB_PASSWORD")],
+            &Trust::default(),
+        )
+        .unwrap();
         let text = text.unwrap();
         assert_eq!(added, 1);
         assert!(text.starts_with(original), "{text}");
@@ -411,8 +424,13 @@ mod tests {
         );
         // Importing the same again changes nothing.
         fs::write(&path, &text).unwrap();
-        let (again, added) =
-            edited_manifest(&path, "team", &[planned("DB_PASSWORD", "dev/DB_PASSWORD")]).unwrap();
+        let (again, added) = edited_manifest(
+            &path,
+            "team",
+            &[planned("DB_PASSWORD", "dev/DB_PASSWORD")],
+            &Trust::default(),
+        )
+        .unwrap();
         assert!(again.is_none());
         assert_eq!(added, 0);
         // Another meaning for the same entry is refused.
@@ -420,6 +438,7 @@ mod tests {
             &path,
             "team",
             &[planned("DB_PASSWORD", "other/DB_PASSWORD")],
+            &Trust::default(),
         )
         .unwrap_err();
         assert!(
@@ -432,7 +451,8 @@ mod tests {
     fn a_missing_manifest_is_created_and_a_variable_set_twice_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hushbox.toml");
-        let (text, _) = edited_manifest(&path, "age", &[planned("A", "A")]).unwrap();
+        let (text, _) =
+            edited_manifest(&path, "age", &[planned("A", "A")], &Trust::default()).unwrap();
         let text = text.unwrap();
         assert!(text.starts_with("version = 1\n"), "{text}");
         assert!(!text.contains("[secrets]\n"), "{text}");
@@ -442,7 +462,8 @@ mod tests {
             "version = 1\n[secrets.other]\nref = \"age://o\"\nenv_value = \"A\"\n",
         )
         .unwrap();
-        let error = edited_manifest(&path, "age", &[planned("A", "A")]).unwrap_err();
+        let error =
+            edited_manifest(&path, "age", &[planned("A", "A")], &Trust::default()).unwrap_err();
         assert!(error.to_string().contains("already sets A"), "{error}");
     }
 
@@ -450,10 +471,11 @@ mod tests {
     fn references_must_reach_a_configured_backend() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.toml");
-        let error = edited_manifest(&path, "team", &[planned("A", "A")]).unwrap_err();
+        let error =
+            edited_manifest(&path, "team", &[planned("A", "A")], &Trust::default()).unwrap_err();
         assert!(error.to_string().contains("[backends.team]"), "{error}");
         fs::write(&path, "version = 1\n[backends.team]\nkind = \"age\"\n").unwrap();
-        edited_manifest(&path, "team", &[planned("A", "A")]).unwrap();
+        edited_manifest(&path, "team", &[planned("A", "A")], &Trust::default()).unwrap();
     }
 
     #[test]
