@@ -13,7 +13,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -32,6 +32,22 @@ pub(crate) enum Kind {
     Directory,
     File,
     Other,
+}
+
+/// A directory below the root: the root's own descriptor, borrowed, or one
+/// opened on the way down.
+pub(crate) enum DirFd<'r> {
+    Root(BorrowedFd<'r>),
+    Owned(OwnedFd),
+}
+
+impl AsFd for DirFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            DirFd::Root(fd) => fd.as_fd(),
+            DirFd::Owned(fd) => fd.as_fd(),
+        }
+    }
 }
 
 /// The store's root directory, checked and opened once per operation.
@@ -125,11 +141,16 @@ impl Root {
     /// Opens the directory `full` below the root, creating missing ones
     /// (mode 0700) when `create`. Each directory is opened without following
     /// a symlink and checked as the root is.
-    pub(crate) fn dir(&self, full: &Path, create: bool) -> Result<OwnedFd, AgeError> {
+    pub(crate) fn dir(&self, full: &Path, create: bool) -> Result<DirFd<'_>, AgeError> {
         let names = self
             .names(full)
             .map_err(|error| self.io_error(full, error))?;
-        let mut fd = self.root_fd().map_err(|error| self.io_error(full, error))?;
+        // The root's own descriptor is borrowed, not duplicated: a read of
+        // a thousand secrets is a thousand walks.
+        let mut fd = match &self.fd {
+            Some(root) => DirFd::Root(root.as_fd()),
+            None => return Err(self.io_error(full, io::Error::from(io::ErrorKind::NotFound))),
+        };
         let mut here = self.path.clone();
         for name in names {
             here.push(name);
@@ -143,7 +164,7 @@ impl Root {
                 other => other,
             };
             fd = match opened {
-                Ok(next) => next,
+                Ok(next) => DirFd::Owned(next),
                 Err(errno @ (Errno::ELOOP | Errno::ENOTDIR)) => {
                     return Err(self.not_followed(&fd, name, &here, errno));
                 }
@@ -158,7 +179,7 @@ impl Root {
 
     /// A symlink where a directory was expected is refused by name; a file
     /// there keeps its OS error (the path cannot exist).
-    fn not_followed(&self, parent: &OwnedFd, name: &OsStr, here: &Path, errno: Errno) -> AgeError {
+    fn not_followed(&self, parent: impl AsFd, name: &OsStr, here: &Path, errno: Errno) -> AgeError {
         match fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(stat)
                 if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK =>
@@ -176,7 +197,7 @@ impl Root {
     }
 
     /// The directory of `full` (opened) and its last name.
-    fn parent<'p>(&self, full: &'p Path, create: bool) -> Result<(OwnedFd, &'p OsStr), AgeError> {
+    fn parent<'p>(&self, full: &'p Path, create: bool) -> Result<(DirFd<'_>, &'p OsStr), AgeError> {
         let name = full
             .file_name()
             .ok_or_else(|| self.io_error(full, io::Error::from(io::ErrorKind::InvalidInput)))?;
@@ -386,7 +407,7 @@ fn open_dir_nofollow(dir: impl AsFd, name: &OsStr) -> nix::Result<OwnedFd> {
 }
 
 /// A new temporary file in `dir`, mode 0600, with a random dot-name.
-fn create_temp(dir: &OwnedFd) -> io::Result<(OsString, File)> {
+fn create_temp(dir: &impl AsFd) -> io::Result<(OsString, File)> {
     for _ in 0..16 {
         let name = OsString::from(format!(".hushbox-{:016x}.tmp", rand::random::<u64>()));
         match openat(
