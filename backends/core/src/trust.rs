@@ -345,6 +345,22 @@ impl Trust {
                     let target_path = readlinkat(&link, "")
                         .map_err(|errno| io_error("read the symlink", &here, errno))?;
                     let target_path = PathBuf::from(target_path);
+                    if !target_path.is_absolute() && last && is_procfs(dir) {
+                        // A /proc/<pid>/fd link to a pipe or a socket
+                        // (`file:///dev/stdin` fed by a pipe) names no path:
+                        // the kernel opens the object the process already
+                        // holds, which is then checked as any file.
+                        let fd = openat(
+                            dir,
+                            name.as_os_str(),
+                            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+                            Mode::empty(),
+                        )
+                        .map_err(|errno| io_error("open", &here, errno))?;
+                        let stat = fstat(&fd).map_err(|errno| io_error("inspect", &here, errno))?;
+                        self.check_entry(&stat, &here, path, what, true)?;
+                        return Ok((fd, here));
+                    }
                     if target_path.is_absolute() {
                         stack.truncate(1);
                     }
@@ -388,6 +404,12 @@ impl Trust {
 enum Target {
     File,
     Directory,
+}
+
+/// Whether `dir` is on procfs, whose fd links are not paths.
+fn is_procfs(dir: impl AsFd) -> bool {
+    nix::sys::statfs::fstatfs(dir)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
 }
 
 fn others_may_write(stat: &FileStat) -> bool {
@@ -661,6 +683,23 @@ mod tests {
             error.to_string().starts_with(ENV_SAFE_DIRECTORIES),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_pipe_behind_a_proc_fd_link_is_opened_and_checked() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        std::io::Write::write_all(&mut writer, b"piped").unwrap();
+        drop(writer);
+        let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&reader));
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut Trust::default()
+                .open_file(Path::new(&link), "the file")
+                .unwrap(),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, "piped");
     }
 
     #[test]
