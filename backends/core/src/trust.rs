@@ -28,7 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat, readlinkat};
+use nix::fcntl::{FcntlArg, OFlag, fcntl, openat, readlinkat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
 
 use crate::{Environment, Error, ErrorKind, Result};
@@ -299,10 +299,17 @@ impl Trust {
             let opened = if want_dir {
                 open_dir_nofollow(dir, name.as_os_str())
             } else {
+                // O_NONBLOCK: a FIFO planted where a file was expected must
+                // not hang hushbox before it is judged; blocking reads are
+                // restored once it passes.
                 openat(
                     dir,
                     name.as_os_str(),
-                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+                    OFlag::O_RDONLY
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC
+                        | OFlag::O_NOCTTY
+                        | OFlag::O_NONBLOCK,
                     Mode::empty(),
                 )
             };
@@ -380,6 +387,10 @@ impl Trust {
                         ErrorKind::Config,
                         format!("{what} {} is a directory, not a file", path.display()),
                     ));
+                }
+                if !want_dir {
+                    fcntl(&fd, FcntlArg::F_SETFL(OFlag::empty()))
+                        .map_err(|errno| io_error("open", &here, errno))?;
                 }
                 return Ok((fd, here));
             }
@@ -700,6 +711,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(text, "piped");
+    }
+
+    #[test]
+    fn a_fifo_planted_by_another_user_is_refused_without_waiting_for_a_writer() {
+        if !is_root() {
+            eprintln!("skipped: giving a FIFO away needs root");
+            return;
+        }
+        let (dir, _) = setup();
+        chmod(dir.path(), 0o1777);
+        let fifo = dir.path().join("hushbox.toml");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o644)).unwrap();
+        chown(&fifo, Some(STRANGER), None).unwrap();
+        // Without O_NONBLOCK this open would wait forever for a writer.
+        let message = refused(Trust::for_user(1000).open_file(&fifo, "the manifest"));
+        assert!(message.contains("owned by uid 4321"), "{message}");
     }
 
     #[test]
