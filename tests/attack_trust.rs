@@ -518,3 +518,32 @@ fn store_set_through_a_symlinked_directory_out_of_the_store_is_refused() {
     assert_eq!(stdout(&output), "");
     std::fs::remove_file(outside.path().join("y.age")).unwrap();
 }
+
+#[test]
+fn root_uses_a_store_of_another_user_only_when_told_to() {
+    let victim = LocalUser::victim();
+    let store = Store::new(&victim);
+    let as_root = |safe: Option<&Path>| {
+        let mut command = Command::new(HUSHBOX);
+        command
+            .args(["get", "age://first"])
+            .current_dir(&store.project)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", &store.project)
+            .env("HUSHBOX_IDENTITY", store.project.join("identity.txt"));
+        if let Some(safe) = safe {
+            command.env("HUSHBOX_SAFE_DIRECTORIES", safe);
+        }
+        run(command, None)
+    };
+    let refused = as_root(None);
+    assert_refused(
+        &refused,
+        &store.project.join("hushbox.toml"),
+        &format!("is owned by uid {}", victim.uid),
+    );
+    let trusted = as_root(Some(&store.project));
+    assert_eq!(code(&trusted), 0, "{}", stderr(&trusted));
+    assert_eq!(stdout(&trusted), "one");
+}
