@@ -483,8 +483,13 @@ mod tests {
     /// A uid that is neither root nor the test's own.
     const STRANGER: u32 = 4321;
 
-    fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
+    /// Giving a file away needs root; these tests fail (never skip) without
+    /// it, as CI runs them as root.
+    fn require_root(what: &str) {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root ({what}); run the tests as root, as CI does"
+        );
     }
 
     /// A private directory for one test (mode 0700, owned by the test), and
@@ -545,10 +550,7 @@ mod tests {
 
     #[test]
     fn a_file_owned_by_another_user_is_refused_unless_its_directory_is_listed_safe() {
-        if !is_root() {
-            eprintln!("skipped: giving a file away needs root");
-            return;
-        }
+        require_root("giving a file away");
         let (dir, trust) = setup();
         let file = dir.path().join("hushbox.toml");
         write(&file, 0o644);
@@ -611,10 +613,7 @@ mod tests {
 
     #[test]
     fn a_file_of_another_user_in_a_sticky_directory_is_refused() {
-        if !is_root() {
-            eprintln!("skipped: giving a file away needs root");
-            return;
-        }
+        require_root("giving a file away");
         let (dir, _) = setup();
         chmod(dir.path(), 0o1777);
         let file = dir.path().join("hushbox.toml");
@@ -649,10 +648,7 @@ mod tests {
 
     #[test]
     fn a_symlink_planted_by_another_user_in_a_sticky_directory_is_refused() {
-        if !is_root() {
-            eprintln!("skipped: giving a symlink away needs root");
-            return;
-        }
+        require_root("giving a symlink away");
         let (dir, _) = setup();
         chmod(dir.path(), 0o1777);
         let target = dir.path().join("real");
@@ -715,10 +711,7 @@ mod tests {
 
     #[test]
     fn a_fifo_planted_by_another_user_is_refused_without_waiting_for_a_writer() {
-        if !is_root() {
-            eprintln!("skipped: giving a FIFO away needs root");
-            return;
-        }
+        require_root("giving a FIFO away");
         let (dir, _) = setup();
         chmod(dir.path(), 0o1777);
         let fifo = dir.path().join("hushbox.toml");
