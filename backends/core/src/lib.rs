@@ -7,12 +7,17 @@
 //! - [`Error`] carries a kind and a subject, never a value.
 //! - [`Registry`] is how backend crates plug themselves in.
 #![warn(missing_docs, unreachable_pub)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod backend;
 pub mod dotenv;
 mod error;
 mod extract;
+// The one module with `unsafe`: it maps and locks the memory values live in.
+#[allow(unsafe_code)]
+mod memory;
+#[cfg(test)]
+mod proc_maps;
 mod reference;
 mod registry;
 mod value;
