@@ -9,6 +9,7 @@
 //! | stderr: logs at TRACE, errors | never |
 //! | a panic's output | never |
 //! | a running hushbox's `/proc/PID/environ` and `cmdline` | never |
+//! | the memory of a supervising hushbox (`/proc/PID/mem`) | never |
 //! | the child's environment | only in variables that asked for the value (`env_value`, `NAME=ref`) |
 //! | the child's `cmdline` | never |
 //!
@@ -24,7 +25,7 @@ use common::{code, require_tool, stderr, tmpfs_dir};
 use std::fmt::Display;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hushbox_testkit::Canary;
@@ -337,27 +338,7 @@ fn a_running_hushbox_and_its_child_show_no_value_in_proc_environ_or_cmdline() {
     );
     let mut leaks = Leaks::new();
     let project = Project::new(&mut leaks, false);
-    let mut hushbox = project.command(&["exec", "--", "sleep", "60"]);
-    hushbox
-        .env("TOKEN_FILE", "age://c")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut running = hushbox.spawn().unwrap();
-    let pid = running.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let child = loop {
-        let sleeping = children_of(pid).into_iter().find(|child| {
-            std::fs::read(format!("/proc/{child}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0"))
-        });
-        if let Some(child) = sleeping {
-            break child;
-        }
-        assert!(
-            Instant::now() < deadline && running.try_wait().unwrap().is_none(),
-            "hushbox exec did not start `sleep`"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (running, pid, child) = supervising_sleep(&project);
     for (who, pid) in [("hushbox", pid), ("the child", child)] {
         for file in ["environ", "cmdline"] {
             let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
@@ -368,12 +349,105 @@ fn a_running_hushbox_and_its_child_show_no_value_in_proc_environ_or_cmdline() {
             leaks.search(format_args!("/proc/PID/{file} of {who}"), &bytes);
         }
     }
+    let output = stop(running);
+    leaks.search("stderr of exec", &output.stderr);
+    leaks.assert_none();
+}
+
+/// `hushbox exec -- sleep 60` with `TOKEN_FILE=age://c` in its environment,
+/// once `sleep` runs: the supervising hushbox, its pid and the child's.
+fn supervising_sleep(project: &Project) -> (Child, u32, u32) {
+    let mut hushbox = project.command(&["exec", "--", "sleep", "60"]);
+    hushbox
+        .env("TOKEN_FILE", "age://c")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut running = hushbox.spawn().unwrap();
+    let pid = running.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sleeping = children_of(pid).into_iter().find(|child| {
+            std::fs::read(format!("/proc/{child}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0"))
+        });
+        if let Some(child) = sleeping {
+            return (running, pid, child);
+        }
+        assert!(
+            Instant::now() < deadline && running.try_wait().unwrap().is_none(),
+            "hushbox exec did not start `sleep`"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM to the supervisor (it forwards it to `sleep`), and its output.
+fn stop(running: Child) -> Output {
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
+        nix::unistd::Pid::from_raw(running.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let output = running.wait_with_output().unwrap();
+    running.wait_with_output().unwrap()
+}
+
+/// How many times `needle` occurs in the memory of `pid` that
+/// `/proc/PID/mem` lets root read. `memfd_secret` areas cannot be read this
+/// way at all (that is their point) and are skipped with the other
+/// unreadable ones.
+fn occurrences_in_memory(pid: u32, needle: &[u8]) -> usize {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut memory = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut found = 0;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        if !perms.starts_with('r') {
+            continue;
+        }
+        let mut bytes = vec![0u8; (end - start) as usize];
+        if memory.seek(SeekFrom::Start(start)).is_err() || memory.read_exact(&mut bytes).is_err() {
+            continue;
+        }
+        // The first byte narrows the search; a full compare confirms.
+        found += bytes
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == needle[0] && bytes[i..].starts_with(needle))
+            .count();
+    }
+    found
+}
+
+#[test]
+fn a_supervising_hushbox_keeps_no_copy_of_a_value_in_its_memory() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "reads a non-dumpable process's /proc/PID/mem: run as root (as CI does)"
+    );
+    let mut leaks = Leaks::new();
+    // With `env_value`: the value passes through hushbox into the child's
+    // environment, the path most likely to leave a copy behind.
+    let project = Project::new(&mut leaks, true);
+    let (running, pid, child) = supervising_sleep(&project);
+    let canary = leaks.value().as_bytes().to_vec();
+    let in_child = occurrences_in_memory(child, &canary);
+    let in_hushbox = occurrences_in_memory(pid, &canary);
+    let output = stop(running);
+    // The child has it (its environment): the search works.
+    assert!(
+        in_child > 0,
+        "the search did not find the value in the child"
+    );
+    assert_eq!(
+        in_hushbox, 0,
+        "the supervising hushbox still holds {in_hushbox} copies of the value"
+    );
     leaks.search("stderr of exec", &output.stderr);
     leaks.assert_none();
 }
