@@ -476,6 +476,25 @@ mod tests {
     }
 
     #[test]
+    fn memfd_secret_memory_cannot_be_read_through_proc_pid_mem() {
+        use std::io::{Read, Seek, SeekFrom};
+        // What a debugger, a same-user `ptrace` or root reading
+        // /proc/PID/mem gets: nothing, where the kernel has memfd_secret.
+        let arena = arena(Tiers::ALL);
+        let block = filled(arena, 64);
+        let mut mem = std::fs::File::open("/proc/self/mem").unwrap();
+        mem.seek(SeekFrom::Start(block.bytes().as_ptr() as u64))
+            .unwrap();
+        let mut copy = [0u8; 64];
+        let read = mem.read_exact(&mut copy);
+        if kernel_has_memfd_secret() {
+            assert!(read.is_err(), "read {:?}", &copy[..8]);
+        } else {
+            assert_eq!(copy, [0xA5; 64], "the fallback is ordinary memory");
+        }
+    }
+
+    #[test]
     fn without_memfd_secret_values_are_locked_not_dumped_and_wiped_on_fork() {
         let arena = arena(Tiers {
             secretmem: false,
