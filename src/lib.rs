@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod crash;
 pub mod deliver;
 pub mod exit;
 pub mod harden;

@@ -7,6 +7,8 @@ use hushbox::cli::Cli;
 use hushbox::{commands, exit, logging};
 
 fn main() -> ExitCode {
+    // Before anything can panic: a panic's message may quote a value.
+    hushbox::crash::install_panic_hook();
     // Before anything else, and before any thread exists: `run` and `exec`
     // supervise a child and must own every signal from the start.
     let cli = Cli::parse();

@@ -28,6 +28,16 @@ pub(super) fn get(session: &Session, args: GetArgs) -> Outcome {
         .block_on(backend.fetch(&reference.location()))
         .map_err(|error| error.with_subject(&reference))?;
     let value = document.select(&reference)?;
+    // Debug builds only: a panic whose message quotes the value, so that the
+    // leak tests can check the panic hook withholds it (tests/leaks.rs).
+    // Compiled out of release builds, where the variable does nothing.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("HUSHBOX_DEBUG_PANIC_WITH_VALUE").is_some() {
+        panic!(
+            "forced panic quoting the value {:?}",
+            String::from_utf8_lossy(value.expose())
+        );
+    }
     // The one place `get` lets a value out: the user asked for it on stdout.
     let mut stdout = std::io::stdout().lock();
     stdout

@@ -5,18 +5,24 @@ use std::io::{self, Read};
 
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::memory::Block;
+
 /// A secret value: bytes that are wiped from memory when dropped.
 ///
-/// The buffer is zeroized over its whole capacity on drop (`zeroize` wipes a
-/// `Vec`'s spare capacity too). There is deliberately no `Clone`, `Display`
-/// or `Serialize`, and `Debug` prints a redaction, so a value can only leave
-/// this type through [`SecretValue::expose`], which few, named places call.
+/// The bytes live in memory kept out of swap and core dumps
+/// (`memfd_secret(2)` where the kernel has it, else locked anonymous pages;
+/// see the `memory` module), and are wiped over the buffer's whole capacity
+/// on drop. There is deliberately no `Clone`, `Display` or `Serialize`, and
+/// `Debug` prints a redaction, so a value can only leave this type through
+/// [`SecretValue::expose`], which few, named places call.
 ///
-/// Values are built by *moving* a buffer in ([`SecretValue::from_vec`]) or by
-/// reading into a buffer sized before the read ([`SecretValue::read_bounded`]);
-/// never by a conversion that may reallocate and leave an unwiped copy behind.
+/// Values are built by *moving* a buffer in ([`SecretValue::from_vec`],
+/// which copies it into protected memory and wipes it) or by reading into a
+/// buffer sized before the read ([`SecretValue::read_bounded`]); never by a
+/// conversion that may reallocate and leave an unwiped copy behind.
 pub struct SecretValue {
-    bytes: Zeroizing<Vec<u8>>,
+    block: Block,
+    len: usize,
 }
 
 /// Why [`SecretValue::read_bounded`] gave up.
@@ -32,41 +38,49 @@ pub enum ReadError {
 }
 
 impl SecretValue {
-    /// Takes ownership of `bytes` without copying or reallocating them.
+    /// Takes ownership of `bytes`: copies them into protected memory and
+    /// wipes the `Vec` over its whole capacity.
     pub fn from_vec(bytes: Vec<u8>) -> Self {
-        Self {
-            bytes: Zeroizing::new(bytes),
-        }
+        // Wiped when this returns, even if the copy panics.
+        let bytes = Zeroizing::new(bytes);
+        let mut value = Self::with_capacity(bytes.len());
+        value.push_slice(&bytes);
+        value
     }
 
-    /// Takes ownership of a `String`'s buffer without copying it.
+    /// Takes ownership of a `String`'s buffer: copied into protected memory,
+    /// then wiped.
     pub fn from_string(text: String) -> Self {
         Self::from_vec(text.into_bytes())
     }
 
-    /// Copies `bytes` into a buffer of exactly their length.
+    /// Copies `bytes` into protected memory.
     ///
     /// The caller stays responsible for wiping its own copy.
     pub fn copy_from_slice(bytes: &[u8]) -> Self {
-        let mut buffer = Vec::with_capacity(bytes.len());
-        buffer.extend_from_slice(bytes);
-        Self::from_vec(buffer)
+        let mut value = Self::with_capacity(bytes.len());
+        value.push_slice(bytes);
+        value
     }
 
-    /// An empty value with room for `capacity` bytes, to be filled with
-    /// [`SecretValue::push_slice`] without reallocating.
+    /// An empty value with room for at least `capacity` bytes, to be filled
+    /// with [`SecretValue::push_slice`] without reallocating.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self::from_vec(Vec::with_capacity(capacity))
+        Self {
+            block: Block::new(capacity),
+            len: 0,
+        }
     }
 
     /// Appends bytes. When the buffer is full it moves to a larger one and
     /// wipes the old, so growth never leaves an unwiped copy.
     pub fn push_slice(&mut self, bytes: &[u8]) {
-        let needed = self.bytes.len() + bytes.len();
-        if needed > self.bytes.capacity() {
-            self.grow_to(needed.max(self.bytes.capacity() * 2).max(32));
+        let needed = self.len + bytes.len();
+        if needed > self.block.capacity() {
+            self.grow_to(needed.max(self.block.capacity() * 2).max(32));
         }
-        self.bytes.extend_from_slice(bytes);
+        self.block.bytes_mut()[self.len..needed].copy_from_slice(bytes);
+        self.len = needed;
     }
 
     /// Reads `reader` to its end into a buffer first sized for `size_hint`
@@ -85,83 +99,87 @@ impl SecretValue {
         // One byte beyond the hint lets the final zero-length read land in the
         // same buffer, so an exact hint never grows it.
         let mut value = Self::with_capacity(size_hint.saturating_add(1).max(16).min(ceiling));
-        let mut filled = 0;
         loop {
-            if filled == value.bytes.capacity() {
-                if filled >= ceiling {
+            if value.len == value.block.capacity() {
+                if value.len >= ceiling {
                     return Err(ReadError::TooLarge { limit });
                 }
-                value.grow_to((filled * 2).min(ceiling));
+                value.grow_to((value.len * 2).min(ceiling));
             }
-            // Zero-fill the spare room (no reallocation: it is within capacity)
-            // so `read` gets an initialised slice.
-            let capacity = value.bytes.capacity();
-            value.bytes.resize(capacity, 0);
-            match reader.read(&mut value.bytes[filled..]) {
+            // Every byte of a block is initialised (zero or earlier data), so
+            // `read` gets the spare room directly.
+            let filled = value.len;
+            match reader.read(&mut value.block.bytes_mut()[filled..]) {
                 Ok(0) => break,
-                Ok(n) => filled += n,
+                Ok(n) => value.len += n,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(ReadError::Io(error)),
             }
-            value.bytes.truncate(filled);
         }
-        value.bytes.truncate(filled);
-        if filled > limit {
+        if value.len > limit {
             return Err(ReadError::TooLarge { limit });
         }
         Ok(value)
     }
 
     fn grow_to(&mut self, capacity: usize) {
-        let mut larger = Vec::with_capacity(capacity);
-        larger.extend_from_slice(&self.bytes);
-        // Assigning drops the old `Zeroizing` buffer, which wipes it.
-        self.bytes = Zeroizing::new(larger);
+        let mut larger = Block::new(capacity);
+        larger.bytes_mut()[..self.len].copy_from_slice(self.expose());
+        // Assigning drops the old block, which wipes it.
+        self.block = larger;
     }
 
     /// The secret bytes. Every call site is a place a value leaves hushbox's
     /// custody (a file write, a child's environment, stdout of `get`).
     pub fn expose(&self) -> &[u8] {
-        &self.bytes
+        &self.block.bytes()[..self.len]
     }
 
     /// The value's length in bytes.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.len
     }
 
     /// Whether the value has no bytes.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
     }
 
     /// Compares with `other` in time that depends only on the lengths.
     pub fn ct_eq(&self, other: &[u8]) -> bool {
-        if self.bytes.len() != other.len() {
+        if self.len != other.len() {
             return false;
         }
         let difference = self
-            .bytes
+            .expose()
             .iter()
             .zip(other)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         difference == 0
     }
 
-    /// Removes one trailing `\n` or `\r\n`, in place.
+    /// Removes one trailing `\n` or `\r\n`, in place (the removed bytes are
+    /// wiped).
     pub fn trim_one_trailing_newline(&mut self) {
-        if self.bytes.last() == Some(&b'\n') {
-            self.bytes.pop();
-            if self.bytes.last() == Some(&b'\r') {
-                self.bytes.pop();
+        if self.expose().last() == Some(&b'\n') {
+            self.pop();
+            if self.expose().last() == Some(&b'\r') {
+                self.pop();
             }
         }
+    }
+
+    fn pop(&mut self) {
+        self.len -= 1;
+        let len = self.len;
+        self.block.bytes_mut()[len].zeroize();
     }
 }
 
 impl Zeroize for SecretValue {
     fn zeroize(&mut self) {
-        self.bytes.zeroize();
+        self.block.bytes_mut().zeroize();
+        self.len = 0;
     }
 }
 
@@ -175,6 +193,33 @@ impl fmt::Debug for SecretValue {
 mod tests {
     use super::*;
 
+    use crate::proc_maps::{kernel_has_memfd_secret, mapping_of};
+
+    #[test]
+    fn a_value_is_kept_out_of_swap_and_core_dumps() {
+        let value = SecretValue::copy_from_slice(b"kept out of swap and core dumps");
+        let mapping = mapping_of(value.expose().as_ptr());
+        if kernel_has_memfd_secret() {
+            assert!(
+                mapping.is_secretmem(),
+                "not in memfd_secret memory: {}",
+                mapping.header
+            );
+        }
+        assert!(
+            mapping.has("lo"),
+            "not locked: {} {:?}",
+            mapping.header,
+            mapping.flags
+        );
+        assert!(
+            mapping.has("dd"),
+            "dumpable: {} {:?}",
+            mapping.header,
+            mapping.flags
+        );
+    }
+
     #[test]
     fn debug_is_redacted() {
         let value = SecretValue::copy_from_slice(b"hunter2");
@@ -183,11 +228,13 @@ mod tests {
     }
 
     #[test]
-    fn from_vec_keeps_the_buffer() {
+    fn from_vec_moves_the_bytes_into_protected_memory() {
         let buffer = b"abc".to_vec();
         let pointer = buffer.as_ptr();
         let value = SecretValue::from_vec(buffer);
-        assert_eq!(value.expose().as_ptr(), pointer);
+        assert_eq!(value.expose(), b"abc");
+        assert_ne!(value.expose().as_ptr(), pointer);
+        assert!(mapping_of(value.expose().as_ptr()).has("dd"));
     }
 
     #[test]
@@ -195,7 +242,8 @@ mod tests {
         let data = vec![7u8; 1000];
         let value = SecretValue::read_bounded(&mut &data[..], 1000, 4096).unwrap();
         assert_eq!(value.expose(), &data[..]);
-        assert_eq!(value.bytes.capacity(), 1001);
+        let sized = SecretValue::with_capacity(1001).block.capacity();
+        assert_eq!(value.block.capacity(), sized, "the buffer grew");
     }
 
     #[test]

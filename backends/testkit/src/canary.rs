@@ -26,8 +26,8 @@ const PROBE: &str = "hushbox-testkit-log-probe";
 /// document (by key and by pointer), inside malformed JSON and a malformed
 /// `.env` file; a missing field, a field of a non-JSON value, a missing path,
 /// `fetch` with a field, `fetch_many` over all of them, and `put` when the
-/// backend can write. The canary is searched for as text, as a Rust `Debug`
-/// byte list and as hex.
+/// backend can write. The canary is searched for in every form
+/// [`Canary::forms_in`] knows.
 ///
 /// # Panics
 /// On a multi-thread Tokio runtime, where the thread-local log capture would
@@ -44,8 +44,8 @@ pub async fn canary_never_leaks(backend: &dyn Backend, seeder: &dyn Seeder, pref
         );
     }
 
-    let token = format!("{:032x}", rand::random::<u128>());
-    let canary = format!("hushbox-canary-{token}");
+    let marker = Canary::new();
+    let canary = marker.value();
     let mut seen = Seen::default();
     seen.text(
         "Debug of the backend before any fetch",
@@ -181,7 +181,7 @@ pub async fn canary_never_leaks(backend: &dyn Backend, seeder: &dyn Seeder, pref
     }
     seen.text("the logs captured at TRACE level", logs);
 
-    let leaks = seen.leaks(&token);
+    let leaks = seen.leaks(&marker);
     if !leaks.is_empty() {
         check.fail(format_args!(
             "the canary value leaked into:\n  - {}",
@@ -265,13 +265,55 @@ impl Seen {
         }
     }
 
-    /// The places where the canary's random part shows, in any of the forms
-    /// a leak takes: text, a `Debug` byte list (`[104, 117, …]`) or hex. A
-    /// 16-character stretch is enough to identify it and still catches a
-    /// value cut short by a "preview" of a payload.
-    fn leaks(&self, token: &str) -> Vec<String> {
+    /// The places where the canary shows, in any form [`Canary::forms_in`]
+    /// knows.
+    fn leaks(&self, canary: &Canary) -> Vec<String> {
+        let mut leaks = Vec::new();
+        for (place, text) in &self.texts {
+            for form in canary.forms_in(text.as_bytes()) {
+                leaks.push(format!("{place} ({form})"));
+            }
+        }
+        leaks
+    }
+}
+
+/// A unique secret value, `hushbox-canary-<32 hex digits>`, and the forms a
+/// leak of it takes. Used by [`canary_never_leaks`] for one backend and by
+/// the binary's leak tests for every command.
+pub struct Canary {
+    value: String,
+}
+
+impl Default for Canary {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Canary {
+    /// A fresh canary, random for each call.
+    pub fn new() -> Self {
+        Self {
+            value: format!("hushbox-canary-{:032x}", rand::random::<u128>()),
+        }
+    }
+
+    /// The canary value itself.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The forms of the canary found in `haystack` (empty: no leak). Searched
+    /// for is a 16-character stretch of its random part, enough to identify
+    /// it and still catch a value cut short by a "preview" of a payload: as
+    /// text, as a Rust `Debug` byte list (`[104, 117, …]`), as hex, and as
+    /// standard and URL-safe base64 at each of the three alignments it can
+    /// have inside a longer encoded blob.
+    pub fn forms_in(&self, haystack: &[u8]) -> Vec<&'static str> {
+        let token = &self.value["hushbox-canary-".len()..];
         let needle = &token.as_bytes()[..16];
-        let forms = [
+        let mut forms: Vec<(&'static str, String)> = vec![
             ("as text", String::from_utf8_lossy(needle).into_owned()),
             (
                 "as a Debug byte list",
@@ -288,14 +330,98 @@ impl Seen {
                 needle.iter().map(|b| format!("{b:02x}")).collect(),
             ),
         ];
-        let mut leaks = Vec::new();
-        for (place, text) in &self.texts {
-            for (form, needle) in &forms {
-                if text.contains(needle.as_str()) {
-                    leaks.push(format!("{place} ({form})"));
-                }
+        for (name, alphabet) in [("as base64", STANDARD), ("as URL-safe base64", URL_SAFE)] {
+            for offset in 0..3 {
+                forms.push((name, base64_core(needle, offset, alphabet)));
             }
         }
-        leaks
+        let mut found: Vec<&'static str> = Vec::new();
+        for (name, form) in forms {
+            if contains(haystack, form.as_bytes()) && !found.contains(&name) {
+                found.push(name);
+            }
+        }
+        found
+    }
+}
+
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// The base64 characters that depend only on `bytes` when they sit
+/// `offset` bytes into a 3-byte group of a longer input: the groups that
+/// share bytes with what comes before or after are dropped.
+fn base64_core(bytes: &[u8], offset: usize, alphabet: &[u8; 64]) -> String {
+    let skip = (3 - offset) % 3;
+    let whole = (bytes.len() - skip) / 3 * 3;
+    bytes[skip..skip + whole]
+        .chunks(3)
+        .flat_map(|group| {
+            let n = u32::from(group[0]) << 16 | u32::from(group[1]) << 8 | u32::from(group[2]);
+            [18, 12, 6, 0].map(|shift| char::from(alphabet[(n >> shift & 63) as usize]))
+        })
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canary_is_found_in_each_form_and_not_elsewhere() {
+        let canary = Canary::new();
+        let value = canary.value().as_bytes();
+        assert_eq!(canary.forms_in(value), ["as text"]);
+        assert_eq!(
+            canary.forms_in(format!("{value:?}").as_bytes()),
+            ["as a Debug byte list"]
+        );
+        let hex: String = value.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(canary.forms_in(hex.to_lowercase().as_bytes()), ["as hex"]);
+        // Inside longer blobs, at every alignment, in both alphabets.
+        for prefix in 0..3 {
+            let mut blob = vec![b'x'; prefix];
+            blob.extend_from_slice(value);
+            blob.extend_from_slice(b"yz");
+            let standard = encode(&blob, STANDARD);
+            // Without `+` or `/` in it, the text is URL-safe base64 too.
+            let found = canary.forms_in(standard.as_bytes());
+            assert!(found.contains(&"as base64"), "{prefix}: {found:?}");
+            let url = encode(&blob, URL_SAFE);
+            assert!(
+                canary
+                    .forms_in(url.as_bytes())
+                    .contains(&"as URL-safe base64")
+            );
+        }
+        assert!(canary.forms_in(b"hushbox-canary-").is_empty());
+        assert!(
+            Canary::new().forms_in(value).is_empty(),
+            "each canary is unique"
+        );
+    }
+
+    /// Plain base64 with padding, to check `forms_in` against.
+    fn encode(bytes: &[u8], alphabet: &[u8; 64]) -> String {
+        let mut out = String::new();
+        for group in bytes.chunks(3) {
+            let mut padded = [0u8; 3];
+            padded[..group.len()].copy_from_slice(group);
+            let n = u32::from(padded[0]) << 16 | u32::from(padded[1]) << 8 | u32::from(padded[2]);
+            for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+                out.push(if i <= group.len() {
+                    char::from(alphabet[(n >> shift & 63) as usize])
+                } else {
+                    '='
+                });
+            }
+        }
+        out
     }
 }

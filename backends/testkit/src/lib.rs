@@ -42,7 +42,7 @@ mod selftest;
 
 use hushbox_core::{Backend, Capabilities};
 
-pub use canary::canary_never_leaks;
+pub use canary::{Canary, canary_never_leaks};
 pub use logs::{LogCapture, capture_logs};
 pub use seed::{PutSeeder, Seeder};
 pub use suite::{

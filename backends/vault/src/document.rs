@@ -209,7 +209,8 @@ fn decode_base64(raw: &RawValue, max_size: usize) -> Result<SecretValue, VaultEr
         return Err(VaultError::TooLarge { limit: max_size });
     }
     // Decoded straight into a buffer of its final size (at most 2 bytes
-    // over), which the value then owns.
+    // over), which the value then takes (copied into protected memory and
+    // wiped by `SecretValue::from_vec`).
     let mut buffer = vec![0u8; estimate];
     let length = match engine.decode_slice(input, &mut buffer) {
         Ok(length) => length,
