@@ -1,6 +1,7 @@
 //! Delivery to a child process: the environment it gets. Shared by `run` and
 //! `exec`, so the `_FILE` convention and variable handling cannot drift apart.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
@@ -18,6 +19,9 @@ pub const OWN_CREDENTIAL_VARIABLES: &[&str] = &["HUSHBOX_IDENTITY", "VAULT_TOKEN
 /// that held references or pointed at hushbox's credentials, plus each
 /// secret's `env` (a file path) and `env_value` (the value itself).
 ///
+/// `credentials` names the variables the run's backends took their
+/// credentials from ([`Backends::credential_variables`](crate::resolve::Backends::credential_variables)):
+/// they are removed too, except those `[env].inherit` keeps.
 /// `path_of` gives a secret file's path from its name.
 ///
 /// Values with a NUL byte cannot be environment variables: that is an error
@@ -26,14 +30,17 @@ pub fn child_environment(
     base: &Environment,
     plan: &Plan,
     resolution: &Resolution,
+    credentials: &BTreeSet<String>,
     path_of: impl Fn(&str) -> PathBuf,
 ) -> Result<Vec<(OsString, OsString)>> {
+    let withheld = |name: &str| {
+        OWN_CREDENTIAL_VARIABLES.contains(&name)
+            || (credentials.contains(name)
+                && !plan.inherit_env.iter().any(|pattern| pattern.matches(name)))
+    };
     let mut env: Vec<(OsString, OsString)> = base
         .iter()
-        .filter(|(name, _)| {
-            !plan.consumed_env.contains(name.as_str())
-                && !OWN_CREDENTIAL_VARIABLES.contains(&name.as_str())
-        })
+        .filter(|(name, _)| !plan.consumed_env.contains(name.as_str()) && !withheld(name))
         .map(|(name, value)| (OsString::from(name), value.clone()))
         .collect();
     for (secret, value) in plan.secrets.iter().zip(&resolution.values) {
@@ -97,8 +104,10 @@ mod tests {
             versions: vec![None; values.len()],
             values,
         };
-        let child =
-            child_environment(&env, &plan, &resolution, |n| Path::new("/s").join(n)).unwrap();
+        let child = child_environment(&env, &plan, &resolution, &BTreeSet::new(), |n| {
+            Path::new("/s").join(n)
+        })
+        .unwrap();
         let get = |k: &str| child.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("PATH"), Some("/bin".into()));
         assert_eq!(get("DB_FILE"), Some("/s/db".into()));
@@ -124,8 +133,10 @@ mod tests {
             versions: vec![None, None],
             values,
         };
-        let error =
-            child_environment(&env, &plan, &resolution, |n| Path::new("/s").join(n)).unwrap_err();
+        let error = child_environment(&env, &plan, &resolution, &BTreeSet::new(), |n| {
+            Path::new("/s").join(n)
+        })
+        .unwrap_err();
         assert!(error.to_string().contains("NUL"));
         assert!(!error.to_string().contains("canary"));
     }

@@ -102,6 +102,48 @@ pub struct Plan {
     /// Environment variables that held references: the child does not get
     /// them as they were.
     pub consumed_env: BTreeSet<String>,
+    /// `[env].inherit`: credential variables the child keeps although a
+    /// backend of this run took its credentials from them.
+    pub inherit_env: Vec<VariablePattern>,
+}
+
+/// A variable name, or a prefix ending in `*`, from `[env]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariablePattern {
+    text: String,
+}
+
+impl VariablePattern {
+    /// Parses `NAME` or `PREFIX*`; anything else is a configuration error.
+    pub fn parse(text: &str) -> Result<Self> {
+        let name = text.strip_suffix('*').unwrap_or(text);
+        let valid = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(Error::config(format!(
+                "`{text}` is not a variable name or a prefix ending in `*` (like \"API_KEY\" or \"DB_*\")"
+            )));
+        }
+        Ok(Self {
+            text: text.to_owned(),
+        })
+    }
+
+    /// Whether `variable` is this name, or starts with this prefix.
+    pub fn matches(&self, variable: &str) -> bool {
+        match self.text.strip_suffix('*') {
+            Some(prefix) => variable.starts_with(prefix),
+            None => variable == self.text,
+        }
+    }
+}
+
+fn patterns(texts: &[String], key: &str) -> Result<Vec<VariablePattern>> {
+    texts
+        .iter()
+        .map(|text| VariablePattern::parse(text).map_err(|error| error.with_subject(key)))
+        .collect()
 }
 
 /// What the command line adds to a plan.
@@ -188,9 +230,13 @@ impl Plan {
                 );
             }
         }
+        let empty = crate::manifest::EnvSection::default();
+        let env_section = manifest.map_or(&empty, |manifest| &manifest.env);
+        let resolve = patterns(&env_section.resolve, "[env].resolve")?;
+        let inherit_env = patterns(&env_section.inherit, "[env].inherit")?;
         let mut consumed_env = BTreeSet::new();
         if inputs.env_references {
-            environment_secrets(env, &backends, &mut secrets, &mut consumed_env)?;
+            environment_secrets(env, &backends, &resolve, &mut secrets, &mut consumed_env)?;
         }
         check_conflicts(&secrets, env)?;
         Ok(Plan {
@@ -200,6 +246,7 @@ impl Plan {
             output,
             secrets,
             consumed_env,
+            inherit_env,
         })
     }
 
@@ -286,9 +333,15 @@ fn manifest_secret(
     })
 }
 
+/// Turns the environment variables the user opted into into secrets: those
+/// `[env].resolve` lists, and those whose value names an instance the
+/// manifest configures under `[backends]`. Any other value is the program's
+/// own: a `file:///…` or `https://…` URL in the environment (Spring's
+/// `SPRING_CONFIG_IMPORT`, say) reaches it untouched.
 fn environment_secrets(
     env: &Environment,
     backends: &BTreeMap<String, BackendPlan>,
+    resolve: &[VariablePattern],
     secrets: &mut Vec<SecretPlan>,
     consumed: &mut BTreeSet<String>,
 ) -> Result<()> {
@@ -298,9 +351,13 @@ fn environment_secrets(
             continue;
         }
         let scheme = text.split_once("://").map_or("", |(scheme, _)| scheme);
-        // Only a scheme hushbox serves makes a variable a reference; an
-        // `https://` URL in the environment is left alone.
-        if !backends.contains_key(scheme) {
+        // Only a scheme hushbox serves makes a variable a reference (an
+        // `https://` URL is left alone), and only when the user opted in.
+        let Some(backend) = backends.get(scheme) else {
+            continue;
+        };
+        let listed = resolve.iter().any(|pattern| pattern.matches(variable));
+        if !listed && !backend.configured {
             continue;
         }
         let reference = parse_reference(text, backends)

@@ -66,6 +66,10 @@ pub enum Command {
 /// `hushbox run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Let the program gain privileges through setuid binaries or file
+    /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
+    #[arg(long)]
+    pub allow_new_privileges: bool,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -85,6 +89,10 @@ pub struct ExecArgs {
     /// Allow an output directory that is not on tmpfs or ramfs.
     #[arg(long)]
     pub allow_disk: bool,
+    /// Let the program gain privileges through setuid binaries or file
+    /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
+    #[arg(long)]
+    pub allow_new_privileges: bool,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,

@@ -186,6 +186,7 @@ pub(crate) fn supervise_child(
     env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     options: &crate::supervise::SupervisorOptions,
     foreground_tty: bool,
+    no_new_privs: bool,
     backends: &crate::resolve::Backends,
 ) -> Outcome {
     // Leases (database credentials) stay valid while the program runs.
@@ -198,6 +199,7 @@ pub(crate) fn supervise_child(
         // hushbox has already become the user the program runs as, if any.
         user: None,
         foreground_tty,
+        no_new_privs,
     };
     let outcome = crate::supervise::run(spec, options);
     drop(keep_alive);

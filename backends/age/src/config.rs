@@ -20,6 +20,9 @@ pub const ENV_STORE: &str = "HUSHBOX_STORE";
 pub const ENV_PASSAGE_DIR: &str = "PASSAGE_DIR";
 /// passage's identities file, used after the manifest's `identity_file`.
 pub const ENV_PASSAGE_IDENTITIES: &str = "PASSAGE_IDENTITIES_FILE";
+/// The pinned integrity key id, used when the manifest pins none: lets an
+/// image pin its store's key without a manifest or a state directory.
+pub const ENV_INTEGRITY_KEY: &str = "HUSHBOX_INTEGRITY_KEY";
 
 /// The store directory when nothing else names one (passage's default).
 pub const DEFAULT_STORE: &str = "~/.passage/store";
@@ -42,6 +45,15 @@ pub struct AgeConfig {
     pub identity_file: Option<String>,
     /// The largest plaintext accepted, in bytes.
     pub max_size: Option<usize>,
+    /// Refuse the store, rather than warn, when its integrity cannot be
+    /// checked: no integrity manifest, or no state directory to detect a
+    /// rollback or a swapped key in and no pinned `integrity_key`.
+    /// `hushbox store init` writes `true` into the manifest.
+    pub require_integrity: Option<bool>,
+    /// The id of the integrity key the store's manifest must be signed
+    /// with (32 hex digits, printed by `hushbox store verify --print-key`):
+    /// a trust anchor for images and CI, where no state persists.
+    pub integrity_key: Option<String>,
 }
 
 impl fmt::Debug for AgeConfig {
@@ -50,6 +62,8 @@ impl fmt::Debug for AgeConfig {
             .field("store", &self.store)
             .field("identity_file", &self.identity_file)
             .field("max_size", &self.max_size)
+            .field("require_integrity", &self.require_integrity)
+            .field("integrity_key", &self.integrity_key)
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +82,14 @@ pub struct AgeSettings {
     /// `~/.local/state/hushbox`): what detects a rollback or a swapped
     /// integrity key. `None` turns those two checks off.
     pub state_dir: Option<PathBuf>,
+    /// The variable the identity file's path came from
+    /// (`HUSHBOX_IDENTITY` or `PASSAGE_IDENTITIES_FILE`), if any.
+    pub identity_variable: Option<&'static str>,
+    /// Whether a store whose integrity cannot be checked is an error
+    /// rather than a warning.
+    pub require_integrity: bool,
+    /// The integrity key id the store's manifest must carry, if pinned.
+    pub integrity_key: Option<[u8; 16]>,
 }
 
 impl AgeSettings {
@@ -79,6 +101,9 @@ impl AgeSettings {
             identity_file: identity_file.into(),
             max_size: DEFAULT_SIZE_LIMIT,
             state_dir: None,
+            identity_variable: None,
+            require_integrity: false,
+            integrity_key: None,
         }
     }
 }
@@ -90,6 +115,15 @@ impl fmt::Debug for AgeSettings {
             .field("identity_file", &self.identity_file)
             .field("max_size", &self.max_size)
             .field("state_dir", &self.state_dir)
+            .field("identity_variable", &self.identity_variable)
+            .field("require_integrity", &self.require_integrity)
+            .field(
+                "integrity_key",
+                &self
+                    .integrity_key
+                    .as_ref()
+                    .map(|key| crate::integrity::hex(key)),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +155,8 @@ impl AgeConfig {
     ///   Identities are per person, so the person's choice wins.
     /// - max_size: the manifest's, else [`DEFAULT_SIZE_LIMIT`].
     /// - state_dir: `$XDG_STATE_HOME/hushbox`, else `~/.local/state/hushbox`.
+    /// - integrity_key: the manifest's, else `HUSHBOX_INTEGRITY_KEY`.
+    /// - require_integrity: the manifest's, else `false`.
     ///
     /// Empty variables count as unset. `~/` is the home directory; other
     /// relative paths are relative to [`BackendContext::base_dir`].
@@ -134,10 +170,30 @@ impl AgeConfig {
             .or_else(|| from_env(ENV_STORE))
             .or_else(|| from_env(ENV_PASSAGE_DIR))
             .unwrap_or(DEFAULT_STORE);
-        let identity_file = from_env(ENV_IDENTITY)
-            .or(self.identity_file.as_deref())
-            .or_else(|| from_env(ENV_PASSAGE_IDENTITIES))
-            .unwrap_or(DEFAULT_IDENTITY_FILE);
+        let (identity_file, identity_variable) = match from_env(ENV_IDENTITY) {
+            Some(file) => (file, Some(ENV_IDENTITY)),
+            None => match self.identity_file.as_deref() {
+                Some(file) => (file, None),
+                None => match from_env(ENV_PASSAGE_IDENTITIES) {
+                    Some(file) => (file, Some(ENV_PASSAGE_IDENTITIES)),
+                    None => (DEFAULT_IDENTITY_FILE, None),
+                },
+            },
+        };
+        let integrity_key = match self.integrity_key.as_deref() {
+            Some(text) => Some((text, "`integrity_key`")),
+            None => from_env(ENV_INTEGRITY_KEY).map(|text| (text, ENV_INTEGRITY_KEY)),
+        };
+        let integrity_key = integrity_key
+            .map(|(text, origin)| {
+                crate::integrity::unhex::<16>(text.trim()).ok_or_else(|| {
+                    Error::config(format!(
+                        "{origin} is not an integrity key id (32 hex digits, as `hushbox store verify --print-key` prints)"
+                    ))
+                    .with_subject(subject())
+                })
+            })
+            .transpose()?;
         let max_size = self.max_size.unwrap_or(DEFAULT_SIZE_LIMIT);
         if max_size == 0 {
             return Err(Error::config("max_size must be at least 1 byte").with_subject(subject()));
@@ -151,6 +207,9 @@ impl AgeConfig {
                 .map_err(|error| error.with_subject(subject()))?,
             max_size,
             state_dir: state_dir(context),
+            identity_variable,
+            require_integrity: self.require_integrity.unwrap_or(false),
+            integrity_key,
         })
     }
 }
@@ -178,7 +237,7 @@ mod tests {
         AgeConfig {
             store: Some(store.into()),
             identity_file: Some(identity_file.into()),
-            max_size: None,
+            ..AgeConfig::default()
         }
     }
 

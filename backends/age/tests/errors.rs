@@ -146,6 +146,9 @@ async fn oversized_values_are_too_large() {
             identity_file: fixture.identity_file.clone(),
             max_size: 1024,
             state_dir: None,
+            identity_variable: None,
+            require_integrity: false,
+            integrity_key: None,
         },
     );
     assert_eq!(fetch_kind(&backend, "big").await.0, ErrorKind::TooLarge);

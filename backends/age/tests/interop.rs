@@ -138,6 +138,9 @@ async fn ssh_ed25519_identities_work_both_ways() {
             identity_file: key.clone(),
             max_size: hushbox_core::DEFAULT_SIZE_LIMIT,
             state_dir: None,
+            identity_variable: None,
+            require_integrity: false,
+            integrity_key: None,
         },
     );
     let bytes = awkward_bytes();
@@ -172,6 +175,9 @@ async fn without_recipients_file_put_encrypts_to_the_identity() {
             identity_file: key.clone(),
             max_size: hushbox_core::DEFAULT_SIZE_LIMIT,
             state_dir: None,
+            identity_variable: None,
+            require_integrity: false,
+            integrity_key: None,
         },
     );
     backend

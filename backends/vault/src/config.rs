@@ -330,6 +330,38 @@ pub struct VaultSettings {
     pub max_size: usize,
 }
 
+impl VaultSettings {
+    /// Where this instance's credentials come from: the token's variable,
+    /// and every file holding a token, an AppRole id or a client key.
+    pub fn credential_sources(&self) -> hushbox_core::CredentialSources {
+        let mut sources = hushbox_core::CredentialSources::default();
+        match &self.auth {
+            AuthSettings::Token(TokenSource::Env { variable, .. }) => {
+                sources.variables.push(variable.clone());
+            }
+            AuthSettings::Token(TokenSource::File(path) | TokenSource::HomeFile(path)) => {
+                sources.files.push(path.clone());
+            }
+            AuthSettings::Token(TokenSource::Missing) => {}
+            AuthSettings::Approle {
+                role_id_file,
+                secret_id_file,
+                ..
+            } => {
+                sources.files.push(role_id_file.clone());
+                sources.files.extend(secret_id_file.iter().cloned());
+            }
+            AuthSettings::Kubernetes { token_file, .. } | AuthSettings::Jwt { token_file, .. } => {
+                sources.files.push(token_file.clone());
+            }
+        }
+        if let Some((_, key)) = &self.client_identity {
+            sources.files.push(key.clone());
+        }
+        sources
+    }
+}
+
 /// A standard variable: `VAULT_<name>`, else OpenBao's `BAO_<name>`; empty
 /// counts as unset, as it does for the `vault` CLI.
 fn standard_var<'a>(context: &'a BackendContext<'_>, name: &str) -> Option<(String, &'a str)> {

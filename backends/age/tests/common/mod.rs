@@ -63,6 +63,9 @@ impl Fixture {
             identity_file: identity_file.to_owned(),
             max_size: DEFAULT_SIZE_LIMIT,
             state_dir: Some(self.dir.path().join(state)),
+            identity_variable: None,
+            require_integrity: false,
+            integrity_key: None,
         }
     }
 
@@ -92,6 +95,9 @@ impl Fixture {
                 identity_file: identity_file.to_owned(),
                 max_size: DEFAULT_SIZE_LIMIT,
                 state_dir: Some(self.dir.path().join("state")),
+                identity_variable: None,
+                require_integrity: false,
+                integrity_key: None,
             },
         )
     }
