@@ -73,7 +73,7 @@ mod tests {
 
     fn plan(env: &Environment) -> Plan {
         let manifest = Manifest::parse(
-            "version = 1\n[secrets.db]\nref = \"age://db\"\nenv = \"DB_FILE\"\n[secrets.key]\nref = \"age://key\"\nenv_value = \"KEY\"\n",
+            "version = 1\n[env]\nresolve = [\"TOKEN\"]\n[secrets.db]\nref = \"age://db\"\nenv = \"DB_FILE\"\n[secrets.key]\nref = \"age://key\"\nenv_value = \"KEY\"\n",
             Path::new("m"),
         )
         .unwrap();

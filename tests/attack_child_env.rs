@@ -157,13 +157,10 @@ fn credentials_listed_in_env_inherit_reach_the_program() {
 
 #[test]
 fn a_file_url_in_the_environment_reaches_the_program_untouched() {
-    let project = Project::new("[env]\nresolve = [\"OPTED_*\"]\n");
-    let secret = project.path("opted.txt");
-    std::fs::write(&secret, "opted-value").unwrap();
+    let project = Project::new("");
     let mut command = project.command(&["run", "--", "env"]);
     command
         .env("SPRING_CONFIG_IMPORT", "file:///etc/hostname")
-        .env("OPTED_IN", format!("file://{}", secret.display()))
         .env("CONFIGURED", "team://db");
     let env = child_env(&run(command));
     assert!(
@@ -171,13 +168,35 @@ fn a_file_url_in_the_environment_reaches_the_program_untouched() {
             .any(|line| line == "SPRING_CONFIG_IMPORT=file:///etc/hostname"),
         "{env:?}"
     );
+    // A scheme the manifest configures is a reference the user asked for.
+    assert!(
+        env.iter().any(|line| line == "CONFIGURED=db-value"),
+        "{env:?}"
+    );
+}
+
+#[test]
+fn a_variable_listed_in_env_resolve_is_resolved_through_a_default_instance() {
+    let project = Project::new("[env]\nresolve = [\"OPTED_*\"]\n");
+    let secret = project.path("opted.txt");
+    std::fs::write(&secret, "opted-value").unwrap();
+    let mut command = project.command(&["run", "--resolve-env", "FLAGGED", "--", "env"]);
+    command
+        .env("SPRING_CONFIG_IMPORT", "file:///etc/hostname")
+        .env("OPTED_IN", format!("file://{}", secret.display()))
+        .env("FLAGGED", format!("file://{}", secret.display()));
+    let env = child_env(&run(command));
     assert!(
         env.iter().any(|line| line == "OPTED_IN=opted-value"),
         "{env:?}"
     );
-    // A scheme the manifest configures is a reference the user asked for.
     assert!(
-        env.iter().any(|line| line == "CONFIGURED=db-value"),
+        env.iter().any(|line| line == "FLAGGED=opted-value"),
+        "{env:?}"
+    );
+    assert!(
+        env.iter()
+            .any(|line| line == "SPRING_CONFIG_IMPORT=file:///etc/hostname"),
         "{env:?}"
     );
 }

@@ -70,6 +70,12 @@ pub struct RunArgs {
     /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
     #[arg(long)]
     pub allow_new_privileges: bool,
+    /// Resolve this environment variable as a reference, whatever backend
+    /// its scheme names (repeatable; `NAME` or a prefix `NAME*`). Adds to
+    /// [env].resolve; without either, only variables whose scheme is an
+    /// instance of [backends] are resolved.
+    #[arg(long, value_name = "NAME")]
+    pub resolve_env: Vec<String>,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -93,6 +99,12 @@ pub struct ExecArgs {
     /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
     #[arg(long)]
     pub allow_new_privileges: bool,
+    /// Resolve this environment variable as a reference, whatever backend
+    /// its scheme names (repeatable; `NAME` or a prefix `NAME*`). Adds to
+    /// [env].resolve; without either, only variables whose scheme is an
+    /// instance of [backends] are resolved.
+    #[arg(long, value_name = "NAME")]
+    pub resolve_env: Vec<String>,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,

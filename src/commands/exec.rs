@@ -22,7 +22,7 @@ pub(super) fn exec(
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `exec`"))?;
     // Resolve --user before anything is fetched: a typo should cost nothing.
     let user = args.user.as_deref().map(resolve_user).transpose()?;
-    let mut plan = session.plan(true, args.dir, args.allow_disk)?;
+    let mut plan = session.plan(Some(&args.resolve_env), args.dir, args.allow_disk)?;
     if let Some(credentials) = &user {
         // Files are owned as the manifest says; when it says nothing, they
         // belong to the user the program runs as, who must be able to read

@@ -113,10 +113,11 @@ impl Session {
         })
     }
 
-    /// Builds the plan for a command.
+    /// Builds the plan for a command. `env_references` is `None` for the
+    /// commands that start no program, else the `--resolve-env` patterns.
     pub fn plan(
         &self,
-        env_references: bool,
+        env_references: Option<&[String]>,
         output_dir: Option<PathBuf>,
         allow_disk: bool,
     ) -> Result<Plan, Error> {
@@ -127,7 +128,8 @@ impl Session {
                 .map(|(manifest, path)| (manifest, path.as_path())),
             cwd: &self.cwd,
             kinds: self.registry.kinds().collect(),
-            env_references,
+            env_references: env_references.is_some(),
+            resolve_env: env_references.unwrap_or_default(),
             output_dir,
             allow_disk,
         };

@@ -30,7 +30,7 @@ pub(super) fn run(
     hardening: crate::harden::Hardening,
 ) -> Outcome {
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `run`"))?;
-    let plan = session.plan(true, None, false)?;
+    let plan = session.plan(Some(&args.resolve_env), None, false)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     let prepared = prepare(session, &plan, &backends);
     let (run_dir, env) = match prepared {
