@@ -339,4 +339,50 @@ mod tests {
         let text = format!("{:?}", manifest("s", "/id"));
         assert!(text.contains("\"/id\"") && text.ends_with(".. }"), "{text}");
     }
+
+    #[test]
+    fn the_identity_variable_is_the_one_that_named_the_file() {
+        let env = [
+            ("HUSHBOX_IDENTITY", "/env/id"),
+            ("PASSAGE_IDENTITIES_FILE", "/passage/id"),
+        ];
+        let settings = resolve(&AgeConfig::default(), &env).unwrap();
+        assert_eq!(settings.identity_variable, Some(ENV_IDENTITY));
+        let settings = resolve(&AgeConfig::default(), &env[1..]).unwrap();
+        assert_eq!(settings.identity_variable, Some(ENV_PASSAGE_IDENTITIES));
+        let settings = resolve(&manifest("s", "/m/id"), &env[1..]).unwrap();
+        assert_eq!(settings.identity_variable, None);
+    }
+
+    #[test]
+    fn integrity_key_comes_from_the_manifest_else_the_environment() {
+        let key = "00112233445566778899aabbccddeeff";
+        let other = "ffeeddccbbaa99887766554433221100";
+        let pinned = AgeConfig {
+            integrity_key: Some(key.into()),
+            require_integrity: Some(true),
+            ..AgeConfig::default()
+        };
+        let settings = resolve(&pinned, &[("HUSHBOX_INTEGRITY_KEY", other)]).unwrap();
+        assert_eq!(settings.integrity_key.map(|k| k[0]), Some(0x00));
+        assert!(settings.require_integrity);
+        let settings = resolve(&AgeConfig::default(), &[("HUSHBOX_INTEGRITY_KEY", other)]).unwrap();
+        assert_eq!(settings.integrity_key.map(|k| k[0]), Some(0xff));
+        assert!(!settings.require_integrity);
+        let settings = resolve(&AgeConfig::default(), &[]).unwrap();
+        assert_eq!(settings.integrity_key, None);
+        for bad in [
+            "abc",
+            "zz112233445566778899aabbccddeeff",
+            "0011223344556677889",
+        ] {
+            let error =
+                resolve(&AgeConfig::default(), &[("HUSHBOX_INTEGRITY_KEY", bad)]).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config);
+            assert!(
+                error.to_string().contains("HUSHBOX_INTEGRITY_KEY"),
+                "{error}"
+            );
+        }
+    }
 }

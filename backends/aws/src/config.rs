@@ -459,4 +459,36 @@ mod tests {
         );
         assert_eq!(redact_userinfo("http://a:b@h/p@q"), "http://…@h/p@q");
     }
+
+    #[test]
+    fn credential_sources_are_the_keys_the_chain_takes_from_the_environment() {
+        let keys = [
+            ("AWS_ACCESS_KEY_ID", "id"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+        ];
+        let sources = resolve(AwsConfig::default(), &keys)
+            .unwrap()
+            .credential_sources();
+        assert_eq!(
+            sources.variables,
+            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        );
+        assert!(
+            sources.files.is_empty(),
+            "static keys come first in the chain"
+        );
+        let mut with_session = keys.to_vec();
+        with_session.push(("AWS_SESSION_TOKEN", "token"));
+        let sources = resolve(AwsConfig::default(), &with_session)
+            .unwrap()
+            .credential_sources();
+        assert_eq!(sources.variables.len(), 3);
+        assert!(!format!("{sources:?}").contains("secret\""));
+        let sources = resolve(AwsConfig::default(), &keys[2..])
+            .unwrap()
+            .credential_sources();
+        assert!(sources.variables.is_empty());
+        assert_eq!(sources.files, [std::path::Path::new("/var/run/token")]);
+    }
 }

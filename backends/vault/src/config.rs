@@ -802,4 +802,35 @@ mod tests {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
+
+    #[test]
+    fn credential_sources_name_the_token_variable_and_the_files() {
+        let settings = resolve(
+            "auth = { method = 'token', token_env = 'MY_VAULT_TOKEN' }",
+            &[("MY_VAULT_TOKEN", "s.CANARYCANARYCANARY")],
+        )
+        .unwrap();
+        let sources = settings.credential_sources();
+        assert_eq!(sources.variables, ["MY_VAULT_TOKEN"]);
+        assert!(!format!("{sources:?}").contains("CANARY"));
+        let settings = resolve(
+            "client_cert = 'c.pem'\nclient_key_file = 'c.key'\n\
+             auth = { method = 'approle', role_id_file = 'role', secret_id_file = '/run/s' }",
+            &[("VAULT_TOKEN", "s.unused")],
+        )
+        .unwrap();
+        let sources = settings.credential_sources();
+        assert!(sources.variables.is_empty(), "{sources:?}");
+        assert_eq!(
+            sources.files,
+            [
+                Path::new("/project/role"),
+                Path::new("/run/s"),
+                Path::new("/project/c.key")
+            ]
+        );
+        // Without a token anywhere, nothing is named.
+        let settings = resolve("", &[]).unwrap();
+        assert_eq!(settings.credential_sources(), Default::default());
+    }
 }
