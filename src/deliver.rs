@@ -122,6 +122,47 @@ mod tests {
     }
 
     #[test]
+    fn credential_variables_are_withheld_unless_inherited() {
+        let env = Environment::from_pairs([
+            ("PATH", "/bin"),
+            ("MY_VAULT_TOKEN", "s.x"),
+            ("AWS_SECRET_ACCESS_KEY", "k"),
+            ("VAULT_TOKEN", "s.y"),
+        ]);
+        let credentials: BTreeSet<String> = ["MY_VAULT_TOKEN", "AWS_SECRET_ACCESS_KEY"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let resolution = |plan: &Plan| Resolution {
+            versions: vec![None; plan.secrets.len()],
+            values: plan.secrets.iter().map(|_| None).collect(),
+        };
+        let names = |plan: &Plan| -> Vec<String> {
+            child_environment(&env, plan, &resolution(plan), &credentials, |n| {
+                Path::new("/s").join(n)
+            })
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name.into_string().unwrap())
+            .collect()
+        };
+        assert_eq!(names(&plan(&env)), ["PATH"]);
+        let manifest = Manifest::parse(
+            "version = 1\n[env]\ninherit = [\"AWS_*\"]\n",
+            Path::new("m"),
+        )
+        .unwrap();
+        let inputs = PlanInputs {
+            manifest: Some((&manifest, Path::new("/p/m"))),
+            kinds: vec!["age"],
+            ..Default::default()
+        };
+        let inheriting = Plan::build(&inputs, &env).unwrap();
+        // VAULT_TOKEN is hushbox's own whatever [env] says.
+        assert_eq!(names(&inheriting), ["AWS_SECRET_ACCESS_KEY", "PATH"]);
+    }
+
+    #[test]
     fn nul_in_an_env_value_is_an_error_without_the_value() {
         let env = Environment::default();
         let plan = plan(&env);
