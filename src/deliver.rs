@@ -1,6 +1,7 @@
 //! Delivery to a child process: the environment it gets. Shared by `run` and
 //! `exec`, so the `_FILE` convention and variable handling cannot drift apart.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
@@ -18,6 +19,9 @@ pub const OWN_CREDENTIAL_VARIABLES: &[&str] = &["HUSHBOX_IDENTITY", "VAULT_TOKEN
 /// that held references or pointed at hushbox's credentials, plus each
 /// secret's `env` (a file path) and `env_value` (the value itself).
 ///
+/// `credentials` names the variables the run's backends took their
+/// credentials from ([`Backends::credential_variables`](crate::resolve::Backends::credential_variables)):
+/// they are removed too, except those `[env].inherit` keeps.
 /// `path_of` gives a secret file's path from its name.
 ///
 /// Values with a NUL byte cannot be environment variables: that is an error
@@ -26,14 +30,17 @@ pub fn child_environment(
     base: &Environment,
     plan: &Plan,
     resolution: &Resolution,
+    credentials: &BTreeSet<String>,
     path_of: impl Fn(&str) -> PathBuf,
 ) -> Result<Vec<(OsString, OsString)>> {
+    let withheld = |name: &str| {
+        OWN_CREDENTIAL_VARIABLES.contains(&name)
+            || (credentials.contains(name)
+                && !plan.inherit_env.iter().any(|pattern| pattern.matches(name)))
+    };
     let mut env: Vec<(OsString, OsString)> = base
         .iter()
-        .filter(|(name, _)| {
-            !plan.consumed_env.contains(name.as_str())
-                && !OWN_CREDENTIAL_VARIABLES.contains(&name.as_str())
-        })
+        .filter(|(name, _)| !plan.consumed_env.contains(name.as_str()) && !withheld(name))
         .map(|(name, value)| (OsString::from(name), value.clone()))
         .collect();
     for (secret, value) in plan.secrets.iter().zip(&resolution.values) {
@@ -66,7 +73,7 @@ mod tests {
 
     fn plan(env: &Environment) -> Plan {
         let manifest = Manifest::parse(
-            "version = 1\n[secrets.db]\nref = \"age://db\"\nenv = \"DB_FILE\"\n[secrets.key]\nref = \"age://key\"\nenv_value = \"KEY\"\n",
+            "version = 1\n[env]\nresolve = [\"TOKEN\"]\n[secrets.db]\nref = \"age://db\"\nenv = \"DB_FILE\"\n[secrets.key]\nref = \"age://key\"\nenv_value = \"KEY\"\n",
             Path::new("m"),
         )
         .unwrap();
@@ -97,8 +104,10 @@ mod tests {
             versions: vec![None; values.len()],
             values,
         };
-        let child =
-            child_environment(&env, &plan, &resolution, |n| Path::new("/s").join(n)).unwrap();
+        let child = child_environment(&env, &plan, &resolution, &BTreeSet::new(), |n| {
+            Path::new("/s").join(n)
+        })
+        .unwrap();
         let get = |k: &str| child.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("PATH"), Some("/bin".into()));
         assert_eq!(get("DB_FILE"), Some("/s/db".into()));
@@ -113,6 +122,47 @@ mod tests {
     }
 
     #[test]
+    fn credential_variables_are_withheld_unless_inherited() {
+        let env = Environment::from_pairs([
+            ("PATH", "/bin"),
+            ("MY_VAULT_TOKEN", "s.x"),
+            ("AWS_SECRET_ACCESS_KEY", "k"),
+            ("VAULT_TOKEN", "s.y"),
+        ]);
+        let credentials: BTreeSet<String> = ["MY_VAULT_TOKEN", "AWS_SECRET_ACCESS_KEY"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let resolution = |plan: &Plan| Resolution {
+            versions: vec![None; plan.secrets.len()],
+            values: plan.secrets.iter().map(|_| None).collect(),
+        };
+        let names = |plan: &Plan| -> Vec<String> {
+            child_environment(&env, plan, &resolution(plan), &credentials, |n| {
+                Path::new("/s").join(n)
+            })
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name.into_string().unwrap())
+            .collect()
+        };
+        assert_eq!(names(&plan(&env)), ["PATH"]);
+        let manifest = Manifest::parse(
+            "version = 1\n[env]\ninherit = [\"AWS_*\"]\n",
+            Path::new("m"),
+        )
+        .unwrap();
+        let inputs = PlanInputs {
+            manifest: Some((&manifest, Path::new("/p/m"))),
+            kinds: vec!["age"],
+            ..Default::default()
+        };
+        let inheriting = Plan::build(&inputs, &env).unwrap();
+        // VAULT_TOKEN is hushbox's own whatever [env] says.
+        assert_eq!(names(&inheriting), ["AWS_SECRET_ACCESS_KEY", "PATH"]);
+    }
+
+    #[test]
     fn nul_in_an_env_value_is_an_error_without_the_value() {
         let env = Environment::default();
         let plan = plan(&env);
@@ -124,8 +174,10 @@ mod tests {
             versions: vec![None, None],
             values,
         };
-        let error =
-            child_environment(&env, &plan, &resolution, |n| Path::new("/s").join(n)).unwrap_err();
+        let error = child_environment(&env, &plan, &resolution, &BTreeSet::new(), |n| {
+            Path::new("/s").join(n)
+        })
+        .unwrap_err();
         assert!(error.to_string().contains("NUL"));
         assert!(!error.to_string().contains("canary"));
     }

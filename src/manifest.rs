@@ -29,6 +29,25 @@ pub struct Manifest {
     /// The secrets to deliver, by name (the file name under the output dir).
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSection>,
+    /// What `run` and `exec` do with the environment they pass on.
+    #[serde(default)]
+    pub env: EnvSection,
+}
+
+/// `[env]`: which variables of the environment are references to resolve,
+/// and which credential variables the program may keep.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSection {
+    /// Variables resolved as references whatever their scheme names
+    /// (`"API_KEY"`, or a prefix such as `"DB_*"`). A variable whose value
+    /// names an instance of `[backends]` is resolved without being listed.
+    #[serde(default)]
+    pub resolve: Vec<String>,
+    /// Variables a backend took its credentials from that the program keeps
+    /// anyway (`"AWS_*"`, say). Without this, they are removed.
+    #[serde(default)]
+    pub inherit: Vec<String>,
 }
 
 /// `[backends.NAME]`.

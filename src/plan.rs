@@ -102,6 +102,49 @@ pub struct Plan {
     /// Environment variables that held references: the child does not get
     /// them as they were.
     pub consumed_env: BTreeSet<String>,
+    /// `[env].inherit`: credential variables the child keeps although a
+    /// backend of this run took its credentials from them.
+    pub inherit_env: Vec<VariablePattern>,
+}
+
+/// A variable name, or a prefix ending in `*`, from `[env]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariablePattern {
+    text: String,
+}
+
+impl VariablePattern {
+    /// Parses `NAME` or `PREFIX*`; anything else is a configuration error.
+    pub fn parse(text: &str) -> Result<Self> {
+        let name = text.strip_suffix('*').unwrap_or(text);
+        // `"*"` alone is every variable: an explicit opt-in too.
+        let valid = (text == "*" || !name.is_empty())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(Error::config(format!(
+                "`{text}` is not a variable name or a prefix ending in `*` (like \"API_KEY\" or \"DB_*\")"
+            )));
+        }
+        Ok(Self {
+            text: text.to_owned(),
+        })
+    }
+
+    /// Whether `variable` is this name, or starts with this prefix.
+    pub fn matches(&self, variable: &str) -> bool {
+        match self.text.strip_suffix('*') {
+            Some(prefix) => variable.starts_with(prefix),
+            None => variable == self.text,
+        }
+    }
+}
+
+fn patterns(texts: &[String], key: &str) -> Result<Vec<VariablePattern>> {
+    texts
+        .iter()
+        .map(|text| VariablePattern::parse(text).map_err(|error| error.with_subject(key)))
+        .collect()
 }
 
 /// What the command line adds to a plan.
@@ -117,6 +160,8 @@ pub struct PlanInputs<'a> {
     /// Whether environment variables holding references are resolved (`run`
     /// and `exec`).
     pub env_references: bool,
+    /// `--resolve-env` on the command line: more `[env].resolve` patterns.
+    pub resolve_env: &'a [String],
     /// `--dir` on the command line.
     pub output_dir: Option<PathBuf>,
     /// `--allow-disk` on the command line.
@@ -130,6 +175,7 @@ impl Default for PlanInputs<'_> {
             cwd: Path::new("/"),
             kinds: Vec::new(),
             env_references: false,
+            resolve_env: &[],
             output_dir: None,
             allow_disk: false,
         }
@@ -188,9 +234,14 @@ impl Plan {
                 );
             }
         }
+        let empty = crate::manifest::EnvSection::default();
+        let env_section = manifest.map_or(&empty, |manifest| &manifest.env);
+        let mut resolve = patterns(&env_section.resolve, "[env].resolve")?;
+        resolve.extend(patterns(inputs.resolve_env, "--resolve-env")?);
+        let inherit_env = patterns(&env_section.inherit, "[env].inherit")?;
         let mut consumed_env = BTreeSet::new();
         if inputs.env_references {
-            environment_secrets(env, &backends, &mut secrets, &mut consumed_env)?;
+            environment_secrets(env, &backends, &resolve, &mut secrets, &mut consumed_env)?;
         }
         check_conflicts(&secrets, env)?;
         Ok(Plan {
@@ -200,6 +251,7 @@ impl Plan {
             output,
             secrets,
             consumed_env,
+            inherit_env,
         })
     }
 
@@ -286,9 +338,15 @@ fn manifest_secret(
     })
 }
 
+/// Turns the environment variables the user opted into into secrets: those
+/// `[env].resolve` lists, and those whose value names an instance the
+/// manifest configures under `[backends]`. Any other value is the program's
+/// own: a `file:///…` or `https://…` URL in the environment (Spring's
+/// `SPRING_CONFIG_IMPORT`, say) reaches it untouched.
 fn environment_secrets(
     env: &Environment,
     backends: &BTreeMap<String, BackendPlan>,
+    resolve: &[VariablePattern],
     secrets: &mut Vec<SecretPlan>,
     consumed: &mut BTreeSet<String>,
 ) -> Result<()> {
@@ -298,9 +356,13 @@ fn environment_secrets(
             continue;
         }
         let scheme = text.split_once("://").map_or("", |(scheme, _)| scheme);
-        // Only a scheme hushbox serves makes a variable a reference; an
-        // `https://` URL in the environment is left alone.
-        if !backends.contains_key(scheme) {
+        // Only a scheme hushbox serves makes a variable a reference (an
+        // `https://` URL is left alone), and only when the user opted in.
+        let Some(backend) = backends.get(scheme) else {
+            continue;
+        };
+        let listed = resolve.iter().any(|pattern| pattern.matches(variable));
+        if !listed && !backend.configured {
             continue;
         }
         let reference = parse_reference(text, backends)
@@ -483,6 +545,7 @@ mod tests {
             env_references,
             output_dir: None,
             allow_disk: false,
+            ..Default::default()
         };
         Plan::build(&inputs, &Environment::from_pairs(env.iter().copied()))
     }
@@ -511,12 +574,13 @@ mod tests {
     #[test]
     fn environment_references_become_values_and_files() {
         let plan = plan_with(
-            "version = 1",
+            "version = 1\n[env]\nresolve = [\"API_KEY\", \"DB_*\", \"HOMEPAGE\"]\n",
             &[
                 ("API_KEY", "age://prod/api"),
                 ("DB_PASSWORD_FILE", "age://prod/db#password"),
                 ("HOMEPAGE", "https://example.org"),
                 ("PLAIN", "value"),
+                ("NOT_LISTED", "age://prod/other"),
             ],
             true,
         )
@@ -546,9 +610,41 @@ mod tests {
     }
 
     #[test]
+    fn only_opted_in_variables_are_references() {
+        let env = [
+            ("SPRING_CONFIG_IMPORT", "file:///etc/hostname"),
+            ("DEFAULT", "age://prod/db"),
+            ("CONFIGURED", "team://prod/db"),
+        ];
+        let names = |manifest: &str| -> Vec<String> {
+            let plan = plan_with(manifest, &env, true).unwrap();
+            plan.secrets.into_iter().map(|s| s.name).collect()
+        };
+        // A default instance's scheme is not enough; a configured one is.
+        assert_eq!(
+            names("version = 1\n[backends.team]\nkind = \"age\"\n"),
+            ["CONFIGURED"]
+        );
+        assert_eq!(
+            names("version = 1\n[env]\nresolve = [\"DEFAULT\"]\n"),
+            ["DEFAULT"]
+        );
+        assert_eq!(
+            names("version = 1\n[env]\nresolve = [\"*\"]\n"),
+            ["DEFAULT", "SPRING_CONFIG_IMPORT"]
+        );
+        for bad in ["A-B", "", "**", "1X", "A*B"] {
+            let manifest = format!("version = 1\n[env]\ninherit = [\"{bad}\"]\n");
+            let error = plan_with(&manifest, &[], true).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{bad}");
+            assert!(error.to_string().contains("[env].inherit"), "{error}");
+        }
+    }
+
+    #[test]
     fn x_and_x_file_together_are_refused() {
         let error = plan_with(
-            "version = 1",
+            "version = 1\n[env]\nresolve = [\"DB_FILE\"]\n",
             &[("DB", "plain"), ("DB_FILE", "age://prod/db")],
             true,
         )
@@ -643,7 +739,7 @@ mod tests {
     #[test]
     fn env_file_name_colliding_with_manifest_secret_is_refused() {
         let error = plan_with(
-            "version = 1\n[secrets.db]\nref = \"age://db\"\n",
+            "version = 1\n[env]\nresolve = [\"DB_FILE\"]\n[secrets.db]\nref = \"age://db\"\n",
             &[("DB_FILE", "age://other")],
             true,
         )

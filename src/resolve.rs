@@ -67,6 +67,29 @@ impl Backends {
         self.instances.get(scheme)
     }
 
+    /// The variables the built instances took their credentials from: the
+    /// program hushbox starts does not inherit them (unless `[env].inherit`
+    /// says so). An instance is built when a secret of the run uses it or
+    /// the manifest configures it.
+    pub fn credential_variables(&self) -> std::collections::BTreeSet<String> {
+        self.instances
+            .values()
+            .flat_map(|backend| backend.credential_sources().variables)
+            .collect()
+    }
+
+    /// The files the built instances read credentials from.
+    pub fn credential_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = self
+            .instances
+            .values()
+            .flat_map(|backend| backend.credential_sources().files)
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
     /// All built instances.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<dyn Backend>)> {
         self.instances.iter()

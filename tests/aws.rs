@@ -273,6 +273,13 @@ fn run_resolves_aws_environment_references_without_a_manifest() {
         project.path(),
         &[
             "run",
+            // Without a manifest, the variables to resolve are named.
+            "--resolve-env",
+            "API",
+            "--resolve-env",
+            "OLD_API",
+            "--resolve-env",
+            "TLS_FILE",
             "--",
             "sh",
             "-c",

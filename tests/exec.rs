@@ -295,6 +295,20 @@ fn container_example_runs_as_the_app_user_and_stops_cleanly() {
     run(&["keygen", "-o", "identity.txt"], None);
     run(&["store", "init"], None);
     run(&["store", "set", "db_password"], Some(b"hunter2"));
+    // The key the image pins (the README's step).
+    let key = Command::new(HUSHBOX)
+        .args([
+            "--identity",
+            "identity.txt",
+            "store",
+            "verify",
+            "--print-key",
+        ])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(key.status.success(), "{}", stderr(&key));
+    std::fs::write(work.path().join("integrity.key"), &key.stdout).unwrap();
     let build = Command::new(work.path().join("build.sh"))
         .env("HUSHBOX_BIN", HUSHBOX)
         .env("BUSYBOX", busybox.as_str())
@@ -385,6 +399,8 @@ fn container_build_script_takes_a_static_binary() {
     let busybox = busybox_path();
     let work = copy_container_example();
     std::fs::create_dir(work.path().join("secrets")).unwrap();
+    let key = "00112233445566778899aabbccddeeff";
+    std::fs::write(work.path().join("integrity.key"), format!("{key}\n")).unwrap();
     // A static executable stands in for a static hushbox.
     let build = Command::new(work.path().join("build.sh"))
         .env("HUSHBOX_BIN", busybox.as_str())
@@ -402,6 +418,12 @@ fn container_build_script_takes_a_static_binary() {
     ] {
         assert!(rootfs.join(file).exists(), "rootfs lacks {file}");
     }
+    // The image's manifest pins the key, in the store's own section.
+    let manifest = std::fs::read_to_string(rootfs.join("app/hushbox.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("kind = \"age\"\nintegrity_key = \"{key}\"\n")),
+        "{manifest}"
+    );
     assert!(
         !rootfs.join("lib").exists(),
         "a static binary needs no libraries"

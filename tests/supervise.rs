@@ -128,6 +128,8 @@ fn act_as_supervisor() -> i32 {
         env,
         user,
         foreground_tty: var("HUSHBOX_TEST_TTY").is_some(),
+        // As `exec` and `run` start programs by default.
+        no_new_privs: true,
     };
     let options = SupervisorOptions {
         subreaper: true,

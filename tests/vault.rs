@@ -181,6 +181,11 @@ fn run_gives_the_program_a_vault_secret_through_an_env_reference() {
     let output = project.ok(
         &[
             "run",
+            // Without a manifest, the variables to resolve are named.
+            "--resolve-env",
+            "DB_PASSWORD_FILE",
+            "--resolve-env",
+            "API",
             "--",
             "sh",
             "-c",

@@ -2,7 +2,9 @@
 # Assembles rootfs/ for the example image: a static hushbox, a static
 # busybox (Debian package busybox-static) for the shell and tools the example
 # server uses, /etc/passwd with an `app` user, the manifest and the
-# encrypted store.
+# encrypted store. The image's manifest pins the store's integrity key, read
+# from integrity.key (`hushbox store verify --print-key > integrity.key`):
+# nothing persists in the container to remember it by.
 #
 #   HUSHBOX_BIN=path  use this hushbox instead of building a static one; if it
 #                     is dynamically linked, its libraries are copied too.
@@ -32,6 +34,14 @@ cp "$busybox" "$rootfs/bin/busybox"
 for tool in sh id stat cat wc sleep echo ls; do ln -s busybox "$rootfs/bin/$tool"; done
 printf 'root:x:0:0:root:/:/bin/sh\napp:x:1000:1000:app:/app:/bin/sh\n' > "$rootfs/etc/passwd"
 printf 'root:x:0:\napp:x:1000:\n' > "$rootfs/etc/group"
-cp "$here/hushbox.toml" "$here/server.sh" "$rootfs/app/"
+[ -s "$here/integrity.key" ] || {
+  echo "build.sh: the image pins the store's integrity key: run" >&2
+  echo "  hushbox --identity identity.txt store verify --print-key > integrity.key" >&2
+  exit 1
+}
+key=$(tr -d '[:space:]' < "$here/integrity.key")
+cp "$here/server.sh" "$rootfs/app/"
+# integrity_key goes into the store's own section, after its `kind` line.
+sed "/^kind = \"age\"/a integrity_key = \"$key\"" "$here/hushbox.toml" > "$rootfs/app/hushbox.toml"
 cp -r "$here/secrets" "$rootfs/app/secrets"
 echo "build.sh: rootfs ready in $rootfs"

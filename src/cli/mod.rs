@@ -66,6 +66,16 @@ pub enum Command {
 /// `hushbox run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Let the program gain privileges through setuid binaries or file
+    /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
+    #[arg(long)]
+    pub allow_new_privileges: bool,
+    /// Resolve this environment variable as a reference, whatever backend
+    /// its scheme names (repeatable; `NAME` or a prefix `NAME*`). Adds to
+    /// [env].resolve; without either, only variables whose scheme is an
+    /// instance of [backends] are resolved.
+    #[arg(long, value_name = "NAME")]
+    pub resolve_env: Vec<String>,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -85,6 +95,16 @@ pub struct ExecArgs {
     /// Allow an output directory that is not on tmpfs or ramfs.
     #[arg(long)]
     pub allow_disk: bool,
+    /// Let the program gain privileges through setuid binaries or file
+    /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
+    #[arg(long)]
+    pub allow_new_privileges: bool,
+    /// Resolve this environment variable as a reference, whatever backend
+    /// its scheme names (repeatable; `NAME` or a prefix `NAME*`). Adds to
+    /// [env].resolve; without either, only variables whose scheme is an
+    /// instance of [backends] are resolved.
+    #[arg(long, value_name = "NAME")]
+    pub resolve_env: Vec<String>,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,

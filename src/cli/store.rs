@@ -152,6 +152,11 @@ pub enum StoreCommand {
         /// Common options.
         #[command(flatten)]
         store: StoreArgs,
+        /// After a successful check, print the id of the store's integrity
+        /// key on stdout: the value `integrity_key` (or
+        /// HUSHBOX_INTEGRITY_KEY) pins in an image.
+        #[arg(long)]
+        print_key: bool,
     },
     /// Record the store as it is now in its integrity manifest, after
     /// reviewing a change made outside hushbox (by age, passage, a merge, a

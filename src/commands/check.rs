@@ -6,7 +6,7 @@ use crate::exit;
 use crate::resolve::{Backends, resolve};
 
 pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
-    let plan = session.plan(false, None, false)?;
+    let plan = session.plan(None, None, false)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     match &plan.manifest_path {
         Some(path) => println!("manifest: {}", path.display()),

@@ -22,7 +22,7 @@ pub(super) fn exec(
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `exec`"))?;
     // Resolve --user before anything is fetched: a typo should cost nothing.
     let user = args.user.as_deref().map(resolve_user).transpose()?;
-    let mut plan = session.plan(true, args.dir, args.allow_disk)?;
+    let mut plan = session.plan(Some(&args.resolve_env), args.dir, args.allow_disk)?;
     if let Some(credentials) = &user {
         // Files are owned as the manifest says; when it says nothing, they
         // belong to the user the program runs as, who must be able to read
@@ -59,12 +59,22 @@ pub(super) fn exec(
     }
     if let Some(credentials) = &user {
         drop_privileges(credentials)?;
+        if credentials.uid != 0 {
+            warn_about_readable_credentials(&backends);
+        }
     }
     let options = SupervisorOptions {
         subreaper: true,
         mask,
     };
-    supervise_child(args.command, env, &options, false, &backends)
+    supervise_child(
+        args.command,
+        env,
+        &options,
+        false,
+        !args.allow_new_privileges,
+        &backends,
+    )
 }
 
 /// Fetches, commits the generation, and builds the app's environment. Every
@@ -77,13 +87,41 @@ fn prepare(
     writer: Option<&GenerationWriter>,
 ) -> Result<Vec<(std::ffi::OsString, std::ffi::OsString)>, Failure> {
     let resolution = resolve_plan(plan, backends)?;
-    let env = child_environment(&session.process_env, plan, &resolution, |name| {
-        writer.map_or_else(|| plan.output.dir.join(name), |w| w.path_of(name))
-    })?;
+    let env = child_environment(
+        &session.process_env,
+        plan,
+        &resolution,
+        &backends.credential_variables(),
+        |name| writer.map_or_else(|| plan.output.dir.join(name), |w| w.path_of(name)),
+    )?;
     if let Some(writer) = writer {
         commit(writer, plan, &resolution)?;
     }
     Ok(env)
+}
+
+/// Warns, once per file, about each credential file of the run's backends
+/// that the program's user can open. Called after the privilege drop, so
+/// the kernel itself answers, with every rule it applies (owner, mode,
+/// groups, ACLs, the directories on the way): an open that succeeds now
+/// would succeed for the program. Nothing is read.
+fn warn_about_readable_credentials(backends: &Backends) {
+    use std::os::unix::fs::OpenOptionsExt;
+    for file in backends.credential_files() {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            // A FIFO planted at the path must not block the start.
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&file);
+        if opened.is_ok() {
+            tracing::warn!(
+                file = %file.display(),
+                "the program's user can read this credential file of hushbox's, and so reach \
+                 secrets outside the manifest; make it root-owned with mode 0400 (hushbox reads \
+                 it before dropping privileges)"
+            );
+        }
+    }
 }
 
 /// Drops hushbox's own privileges (supplementary groups, then gid, then uid)

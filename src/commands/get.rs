@@ -11,7 +11,7 @@ use crate::resolve::build_one;
 
 pub(super) fn get(session: &Session, args: GetArgs) -> Outcome {
     let reference: SecretRef = args.reference.parse()?;
-    let plan = session.plan(false, None, false)?;
+    let plan = session.plan(None, None, false)?;
     let backend_plan = plan.backends.get(reference.scheme()).ok_or_else(|| {
         Error::config(format!("no backend is named `{}`", reference.scheme()))
             .with_subject(&reference)

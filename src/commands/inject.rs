@@ -10,7 +10,7 @@ use crate::plan::Plan;
 use crate::resolve::{Backends, Resolution, resolve};
 
 pub(super) fn inject(session: &Session, args: InjectArgs) -> Outcome {
-    let plan = session.plan(false, args.dir, args.allow_disk)?;
+    let plan = session.plan(None, args.dir, args.allow_disk)?;
     // Refuse a bad output directory before fetching anything.
     let writer = GenerationWriter::open(output_options(&plan))?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;

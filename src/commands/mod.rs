@@ -116,10 +116,11 @@ impl Session {
         })
     }
 
-    /// Builds the plan for a command.
+    /// Builds the plan for a command. `env_references` is `None` for the
+    /// commands that start no program, else the `--resolve-env` patterns.
     pub fn plan(
         &self,
-        env_references: bool,
+        env_references: Option<&[String]>,
         output_dir: Option<PathBuf>,
         allow_disk: bool,
     ) -> Result<Plan, Error> {
@@ -130,7 +131,8 @@ impl Session {
                 .map(|(manifest, path)| (manifest, path.as_path())),
             cwd: &self.cwd,
             kinds: self.registry.kinds().collect(),
-            env_references,
+            env_references: env_references.is_some(),
+            resolve_env: env_references.unwrap_or_default(),
             output_dir,
             allow_disk,
         };
@@ -189,6 +191,7 @@ pub(crate) fn supervise_child(
     env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     options: &crate::supervise::SupervisorOptions,
     foreground_tty: bool,
+    no_new_privs: bool,
     backends: &crate::resolve::Backends,
 ) -> Outcome {
     // Leases (database credentials) stay valid while the program runs.
@@ -201,6 +204,7 @@ pub(crate) fn supervise_child(
         // hushbox has already become the user the program runs as, if any.
         user: None,
         foreground_tty,
+        no_new_privs,
     };
     let outcome = crate::supervise::run(spec, options);
     drop(keep_alive);

@@ -30,7 +30,7 @@ pub(super) fn run(
     hardening: crate::harden::Hardening,
 ) -> Outcome {
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `run`"))?;
-    let plan = session.plan(true, None, false)?;
+    let plan = session.plan(Some(&args.resolve_env), None, false)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     let prepared = prepare(session, &plan, &backends);
     let (run_dir, env) = match prepared {
@@ -45,7 +45,14 @@ pub(super) fn run(
         subreaper: false,
         mask,
     };
-    let outcome = supervise_child(args.command, env, &options, true, &backends);
+    let outcome = supervise_child(
+        args.command,
+        env,
+        &options,
+        true,
+        !args.allow_new_privileges,
+        &backends,
+    );
     // The private directory goes whatever happened to the program.
     let removed = run_dir.remove();
     let code = outcome?;
@@ -70,9 +77,13 @@ fn prepare(
         mode: plan.output.mode,
         allow_disk: false,
     })?;
-    let env = child_environment(&session.process_env, plan, &resolution, |name| {
-        writer.path_of(name)
-    })?;
+    let env = child_environment(
+        &session.process_env,
+        plan,
+        &resolution,
+        &backends.credential_variables(),
+        |name| writer.path_of(name),
+    )?;
     commit(&writer, plan, &resolution)?;
     Ok((run_dir, env))
 }

@@ -55,6 +55,58 @@ fn open(session: &Session, args: &StoreArgs) -> Result<AgeStore, Error> {
     AgeStore::from_config(&config, &context)
 }
 
+/// Makes the store `store init` just gave an integrity manifest refuse to
+/// be read without it: `require_integrity = true` in its `[backends.NAME]`
+/// section of the manifest (edited in place, comments kept). The setting
+/// lives outside the store, where whoever can delete the integrity manifest
+/// cannot delete it too. Without a manifest section, says how to set it.
+fn require_integrity(session: &Session, store: &AgeStore) -> Result<(), Error> {
+    let name = store.name();
+    let section = session.manifest.as_ref().filter(|(manifest, _)| {
+        manifest
+            .backends
+            .get(name)
+            .is_some_and(|section| section.kind == "age")
+    });
+    let Some((manifest, path)) = section else {
+        eprintln!(
+            "hushbox: to refuse this store without its integrity manifest (in CI and containers, \
+             where no state persists), configure it in hushbox.toml with `require_integrity = \
+             true`, or pin its key (`hushbox store verify --print-key`)"
+        );
+        return Ok(());
+    };
+    if manifest.backends[name]
+        .settings
+        .contains_key("require_integrity")
+    {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        Error::io("cannot read the manifest", error).with_subject(path.display())
+    })?;
+    let mut document: toml_edit::DocumentMut = text.parse().map_err(|_| {
+        Error::config("the manifest is not valid TOML").with_subject(path.display())
+    })?;
+    let Some(table) = document
+        .get_mut("backends")
+        .and_then(|backends| backends.get_mut(name))
+        .and_then(toml_edit::Item::as_table_like_mut)
+    else {
+        return Ok(());
+    };
+    table.insert("require_integrity", toml_edit::value(true));
+    import::write_manifest(path, &document.to_string()).map_err(|error| {
+        Error::io("cannot update the manifest", error).with_subject(path.display())
+    })?;
+    eprintln!(
+        "hushbox: set require_integrity = true for [backends.{name}] in {}: a missing or \
+         unverifiable integrity manifest is now an error",
+        path.display()
+    );
+    Ok(())
+}
+
 pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
     match command {
         StoreCommand::Init {
@@ -79,6 +131,9 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
                     .join(hushbox_age::INTEGRITY_FILE)
                     .display()
             );
+            if dir.is_none() {
+                require_integrity(session, &store)?;
+            }
             if let Some(dir) = &dir {
                 let existing = store.list(&format!("{dir}/"))?.len();
                 if existing > 0 {
@@ -231,7 +286,7 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
             let store = open(session, &store)?;
             export::export(&store, format, prefix.as_deref().unwrap_or(""), force)
         }
-        StoreCommand::Verify { store } => {
+        StoreCommand::Verify { store, print_key } => {
             let store = open(session, &store)?;
             let report = store.verify()?;
             for name in &report.stale {
@@ -246,6 +301,9 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
                     report.checked,
                     report.version.unwrap_or_default()
                 );
+                if print_key && let Some(key) = &report.key {
+                    println!("{key}");
+                }
                 Ok(exit::OK)
             } else {
                 Err(Failure {

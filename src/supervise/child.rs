@@ -32,6 +32,7 @@ pub(super) struct Started {
 /// allocation, no locks, nothing another (now vanished) thread could hold.
 struct ChildSetup {
     take_terminal: bool,
+    no_new_privs: bool,
     credentials: Option<(Uid, Gid, Vec<Gid>)>,
     mask: SigSet,
     highest_signal: libc::c_int,
@@ -52,11 +53,13 @@ pub(super) fn spawn(spec: ChildSpec, mask: &SignalMask) -> Result<Started, Spawn
         env,
         user,
         foreground_tty,
+        no_new_privs,
     } = spec;
     let take_terminal = foreground_tty && we_own_the_terminal();
     let uid = user.as_ref().map(|credentials| credentials.uid);
     let setup = ChildSetup {
         take_terminal,
+        no_new_privs,
         credentials: user.map(|Credentials { uid, gid, groups }| {
             let groups = groups.into_iter().map(Gid::from_raw).collect();
             (Uid::from_raw(uid), Gid::from_raw(gid), groups)
@@ -72,7 +75,8 @@ pub(super) fn spawn(spec: ChildSpec, mask: &SignalMask) -> Result<Started, Spawn
     // SAFETY: `prepare_child` runs in the forked child of a possibly
     // multi-threaded process, where only async-signal-safe calls are sound.
     // It makes only raw system calls (setpgid, tcsetpgrp, setgroups,
-    // setresgid, setresuid, close_range/fcntl, rt_sigaction, pthread_sigmask)
+    // setresgid, setresuid, prctl, close_range/fcntl, rt_sigaction,
+    // pthread_sigmask)
     // and reads `setup`, which was fully built (and allocated) before the
     // fork; it allocates nothing and takes no lock.
     unsafe {
@@ -150,6 +154,17 @@ fn prepare_child(setup: &ChildSetup) -> io::Result<()> {
         setgroups(groups)?;
         setresgid(*gid, *gid, *gid)?;
         setresuid(*uid, *uid, *uid)?;
+    }
+
+    if setup.no_new_privs {
+        // After the drop (it is what this protects), before exec (which is
+        // where a setuid bit or file capability would act). Inherited by
+        // everything the program starts, and irreversible.
+        // SAFETY: prctl(2) with PR_SET_NO_NEW_PRIVS takes integers only.
+        let set = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        if set != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
 
     // Inherited descriptors (fds ≥ 3 of hushbox, or leaked to hushbox by its

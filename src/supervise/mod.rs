@@ -51,6 +51,10 @@ pub struct ChildSpec {
     /// can read it and gets ^C / ^Z directly (for `run`). Taken back when the
     /// child exits.
     pub foreground_tty: bool,
+    /// Set `PR_SET_NO_NEW_PRIVS` in the child, after any privilege drop and
+    /// before exec: no setuid binary or file capability can raise the
+    /// privileges of the program or anything it starts.
+    pub no_new_privs: bool,
 }
 
 impl fmt::Debug for ChildSpec {

@@ -102,6 +102,19 @@ impl Backend for AgeBackend {
         self.store.name()
     }
 
+    /// The identity file, and the variable that named it, if one did.
+    fn credential_sources(&self) -> hushbox_core::CredentialSources {
+        let settings = self.store.settings();
+        hushbox_core::CredentialSources {
+            variables: settings
+                .identity_variable
+                .iter()
+                .map(|variable| (*variable).to_owned())
+                .collect(),
+            files: vec![settings.identity_file.clone()],
+        }
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             write: true,

@@ -20,6 +20,9 @@ pub const ENV_STORE: &str = "HUSHBOX_STORE";
 pub const ENV_PASSAGE_DIR: &str = "PASSAGE_DIR";
 /// passage's identities file, used after the manifest's `identity_file`.
 pub const ENV_PASSAGE_IDENTITIES: &str = "PASSAGE_IDENTITIES_FILE";
+/// The pinned integrity key id, used when the manifest pins none: lets an
+/// image pin its store's key without a manifest or a state directory.
+pub const ENV_INTEGRITY_KEY: &str = "HUSHBOX_INTEGRITY_KEY";
 
 /// The store directory when nothing else names one (passage's default).
 pub const DEFAULT_STORE: &str = "~/.passage/store";
@@ -42,6 +45,15 @@ pub struct AgeConfig {
     pub identity_file: Option<String>,
     /// The largest plaintext accepted, in bytes.
     pub max_size: Option<usize>,
+    /// Refuse the store, rather than warn, when its integrity cannot be
+    /// checked: no integrity manifest, or no state directory to detect a
+    /// rollback or a swapped key in and no pinned `integrity_key`.
+    /// `hushbox store init` writes `true` into the manifest.
+    pub require_integrity: Option<bool>,
+    /// The id of the integrity key the store's manifest must be signed
+    /// with (32 hex digits, printed by `hushbox store verify --print-key`):
+    /// a trust anchor for images and CI, where no state persists.
+    pub integrity_key: Option<String>,
 }
 
 impl fmt::Debug for AgeConfig {
@@ -50,6 +62,8 @@ impl fmt::Debug for AgeConfig {
             .field("store", &self.store)
             .field("identity_file", &self.identity_file)
             .field("max_size", &self.max_size)
+            .field("require_integrity", &self.require_integrity)
+            .field("integrity_key", &self.integrity_key)
             .finish_non_exhaustive()
     }
 }
@@ -71,6 +85,14 @@ pub struct AgeSettings {
     /// Who may own the store, its directories and its `.age-recipients`
     /// files (the caller and root, plus `HUSHBOX_SAFE_DIRECTORIES`).
     pub trust: Trust,
+    /// The variable the identity file's path came from
+    /// (`HUSHBOX_IDENTITY` or `PASSAGE_IDENTITIES_FILE`), if any.
+    pub identity_variable: Option<&'static str>,
+    /// Whether a store whose integrity cannot be checked is an error
+    /// rather than a warning.
+    pub require_integrity: bool,
+    /// The integrity key id the store's manifest must carry, if pinned.
+    pub integrity_key: Option<[u8; 16]>,
 }
 
 impl AgeSettings {
@@ -83,6 +105,9 @@ impl AgeSettings {
             max_size: DEFAULT_SIZE_LIMIT,
             state_dir: None,
             trust: Trust::default(),
+            identity_variable: None,
+            require_integrity: false,
+            integrity_key: None,
         }
     }
 }
@@ -95,6 +120,15 @@ impl fmt::Debug for AgeSettings {
             .field("max_size", &self.max_size)
             .field("state_dir", &self.state_dir)
             .field("trust", &self.trust)
+            .field("identity_variable", &self.identity_variable)
+            .field("require_integrity", &self.require_integrity)
+            .field(
+                "integrity_key",
+                &self
+                    .integrity_key
+                    .as_ref()
+                    .map(|key| crate::integrity::hex(key)),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +160,8 @@ impl AgeConfig {
     ///   Identities are per person, so the person's choice wins.
     /// - max_size: the manifest's, else [`DEFAULT_SIZE_LIMIT`].
     /// - state_dir: `$XDG_STATE_HOME/hushbox`, else `~/.local/state/hushbox`.
+    /// - integrity_key: the manifest's, else `HUSHBOX_INTEGRITY_KEY`.
+    /// - require_integrity: the manifest's, else `false`.
     ///
     /// Empty variables count as unset. `~/` is the home directory; other
     /// relative paths are relative to [`BackendContext::base_dir`].
@@ -139,10 +175,30 @@ impl AgeConfig {
             .or_else(|| from_env(ENV_STORE))
             .or_else(|| from_env(ENV_PASSAGE_DIR))
             .unwrap_or(DEFAULT_STORE);
-        let identity_file = from_env(ENV_IDENTITY)
-            .or(self.identity_file.as_deref())
-            .or_else(|| from_env(ENV_PASSAGE_IDENTITIES))
-            .unwrap_or(DEFAULT_IDENTITY_FILE);
+        let (identity_file, identity_variable) = match from_env(ENV_IDENTITY) {
+            Some(file) => (file, Some(ENV_IDENTITY)),
+            None => match self.identity_file.as_deref() {
+                Some(file) => (file, None),
+                None => match from_env(ENV_PASSAGE_IDENTITIES) {
+                    Some(file) => (file, Some(ENV_PASSAGE_IDENTITIES)),
+                    None => (DEFAULT_IDENTITY_FILE, None),
+                },
+            },
+        };
+        let integrity_key = match self.integrity_key.as_deref() {
+            Some(text) => Some((text, "`integrity_key`")),
+            None => from_env(ENV_INTEGRITY_KEY).map(|text| (text, ENV_INTEGRITY_KEY)),
+        };
+        let integrity_key = integrity_key
+            .map(|(text, origin)| {
+                crate::integrity::unhex::<16>(text.trim()).ok_or_else(|| {
+                    Error::config(format!(
+                        "{origin} is not an integrity key id (32 hex digits, as `hushbox store verify --print-key` prints)"
+                    ))
+                    .with_subject(subject())
+                })
+            })
+            .transpose()?;
         let max_size = self.max_size.unwrap_or(DEFAULT_SIZE_LIMIT);
         if max_size == 0 {
             return Err(Error::config("max_size must be at least 1 byte").with_subject(subject()));
@@ -157,6 +213,9 @@ impl AgeConfig {
             max_size,
             state_dir: state_dir(context),
             trust: Trust::from_env(context.env).map_err(|error| error.with_subject(subject()))?,
+            identity_variable,
+            require_integrity: self.require_integrity.unwrap_or(false),
+            integrity_key,
         })
     }
 }
@@ -184,7 +243,7 @@ mod tests {
         AgeConfig {
             store: Some(store.into()),
             identity_file: Some(identity_file.into()),
-            max_size: None,
+            ..AgeConfig::default()
         }
     }
 
@@ -285,5 +344,51 @@ mod tests {
     fn debug_lists_paths_only() {
         let text = format!("{:?}", manifest("s", "/id"));
         assert!(text.contains("\"/id\"") && text.ends_with(".. }"), "{text}");
+    }
+
+    #[test]
+    fn the_identity_variable_is_the_one_that_named_the_file() {
+        let env = [
+            ("HUSHBOX_IDENTITY", "/env/id"),
+            ("PASSAGE_IDENTITIES_FILE", "/passage/id"),
+        ];
+        let settings = resolve(&AgeConfig::default(), &env).unwrap();
+        assert_eq!(settings.identity_variable, Some(ENV_IDENTITY));
+        let settings = resolve(&AgeConfig::default(), &env[1..]).unwrap();
+        assert_eq!(settings.identity_variable, Some(ENV_PASSAGE_IDENTITIES));
+        let settings = resolve(&manifest("s", "/m/id"), &env[1..]).unwrap();
+        assert_eq!(settings.identity_variable, None);
+    }
+
+    #[test]
+    fn integrity_key_comes_from_the_manifest_else_the_environment() {
+        let key = "00112233445566778899aabbccddeeff";
+        let other = "ffeeddccbbaa99887766554433221100";
+        let pinned = AgeConfig {
+            integrity_key: Some(key.into()),
+            require_integrity: Some(true),
+            ..AgeConfig::default()
+        };
+        let settings = resolve(&pinned, &[("HUSHBOX_INTEGRITY_KEY", other)]).unwrap();
+        assert_eq!(settings.integrity_key.map(|k| k[0]), Some(0x00));
+        assert!(settings.require_integrity);
+        let settings = resolve(&AgeConfig::default(), &[("HUSHBOX_INTEGRITY_KEY", other)]).unwrap();
+        assert_eq!(settings.integrity_key.map(|k| k[0]), Some(0xff));
+        assert!(!settings.require_integrity);
+        let settings = resolve(&AgeConfig::default(), &[]).unwrap();
+        assert_eq!(settings.integrity_key, None);
+        for bad in [
+            "abc",
+            "zz112233445566778899aabbccddeeff",
+            "0011223344556677889",
+        ] {
+            let error =
+                resolve(&AgeConfig::default(), &[("HUSHBOX_INTEGRITY_KEY", bad)]).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config);
+            assert!(
+                error.to_string().contains("HUSHBOX_INTEGRITY_KEY"),
+                "{error}"
+            );
+        }
     }
 }

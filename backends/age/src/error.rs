@@ -81,6 +81,18 @@ pub(crate) enum AgeError {
     IntegrityKeyChanged { file: PathBuf },
     /// The manifest is gone, though this machine has verified one.
     IntegrityMissing { file: PathBuf, seen_version: u64 },
+    /// There is no manifest, and `require_integrity` or a pinned key asks
+    /// for one.
+    IntegrityRequired { file: PathBuf, pinned: bool },
+    /// The manifest is signed with another key than the pinned one.
+    IntegrityKeyNotPinned {
+        file: PathBuf,
+        found: String,
+        pinned: String,
+    },
+    /// `require_integrity` without a pinned key, and no state directory to
+    /// remember the store's key and version in.
+    IntegrityUnanchored { store: PathBuf, why: String },
     /// A write to a store older than one this machine has seen.
     StoreRolledBack {
         file: PathBuf,
@@ -287,6 +299,36 @@ impl From<AgeError> for Error {
                  {seen_version} of it: it was deleted to disable the checks. Restore it (git) or, \
                  if the store was re-created on purpose, run `hushbox store accept`",
                 shown(&file)
+            )),
+            IntegrityRequired { file, pinned } => Error::malformed(format!(
+                "integrity check failed: {} is missing, and this store requires one ({}): it was \
+                 deleted to disable the checks, or the store never had one. Restore it (git); \
+                 for a store that never had one, review it and run `hushbox store accept`",
+                shown(&file),
+                if pinned {
+                    "its integrity_key is pinned"
+                } else {
+                    "require_integrity = true"
+                }
+            )),
+            IntegrityKeyNotPinned {
+                file,
+                found,
+                pinned,
+            } => Error::malformed(format!(
+                "integrity check failed: {} is authenticated with key {found}, not the pinned \
+                 integrity_key {pinned}: the manifest was replaced. If the store's key was \
+                 rotated on purpose (a recipient left), pin the new one, which `hushbox store \
+                 verify --print-key` prints",
+                shown(&file)
+            )),
+            IntegrityUnanchored { store, why } => Error::malformed(format!(
+                "{} requires integrity (require_integrity = true), but hushbox cannot record \
+                 the key and version it trusts ({why}), so a manifest replaced under a new key \
+                 would pass: pin the key with `integrity_key = \"…\"` (or \
+                 HUSHBOX_INTEGRITY_KEY; `hushbox store verify --print-key` prints it), or give \
+                 hushbox a writable XDG_STATE_HOME",
+                shown(&store)
             )),
             StoreRolledBack {
                 file,

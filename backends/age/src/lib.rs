@@ -32,8 +32,8 @@ use hushbox_core::{Backend, BackendContext, Registry, Result};
 
 pub use backend::AgeBackend;
 pub use config::{
-    AgeConfig, AgeSettings, DEFAULT_IDENTITY_FILE, DEFAULT_STORE, ENV_IDENTITY, ENV_PASSAGE_DIR,
-    ENV_PASSAGE_IDENTITIES, ENV_STATE_HOME, ENV_STORE,
+    AgeConfig, AgeSettings, DEFAULT_IDENTITY_FILE, DEFAULT_STORE, ENV_IDENTITY, ENV_INTEGRITY_KEY,
+    ENV_PASSAGE_DIR, ENV_PASSAGE_IDENTITIES, ENV_STATE_HOME, ENV_STORE,
 };
 pub use keys::{
     generate_identity, parse_recipients, recipient_of_identity_file, write_identity_file,

@@ -48,6 +48,7 @@ pub struct AgeStore {
     identities: Mutex<Option<Arc<Identities>>>,
     trust: Mutex<Option<Arc<Trust>>>,
     warned_unprotected: AtomicBool,
+    warned_unanchored: AtomicBool,
 }
 
 impl fmt::Debug for AgeStore {
@@ -191,6 +192,9 @@ pub struct VerifyReport {
     /// Secrets whose recipients changed since they were encrypted (what
     /// `reencrypt` would re-encrypt).
     pub stale: Vec<String>,
+    /// The id of the manifest's integrity key (32 hex digits), what
+    /// `integrity_key` pins.
+    pub key: Option<String>,
 }
 
 /// What `reencrypt` did.
@@ -258,6 +262,7 @@ impl AgeStore {
             identities: Mutex::new(None),
             trust: Mutex::new(None),
             warned_unprotected: AtomicBool::new(false),
+            warned_unanchored: AtomicBool::new(false),
         }
     }
 
@@ -313,29 +318,47 @@ impl AgeStore {
         }
     }
 
+    /// Records `index` as the newest manifest this machine has verified.
+    /// A failure turns rollback and key-swap detection off for this store,
+    /// so it is said at WARN (once), never quietly: a read-only home is
+    /// normal in a container, and exactly where the checks are lost.
     fn remember(&self, index: &Index) {
+        if let Err(why) = self.try_remember(index) {
+            self.warn_unanchored(&why);
+        }
+    }
+
+    /// [`Self::remember`], returning why it could not record instead of
+    /// warning.
+    fn try_remember(&self, index: &Index) -> Result<(), String> {
         let Some(file) = self.state_file() else {
-            return;
+            return Err(
+                "there is no state directory (neither XDG_STATE_HOME nor HOME is set)".to_owned(),
+            );
         };
-        if let Err(error) = state::save(&file, &self.settings.store, &Seen::of(index)) {
-            // A read-only home (a container's) is normal there, and nothing
-            // can be done about it: said at debug level only.
-            if matches!(
-                error.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-            ) {
-                tracing::debug!(
-                    file = %file.display(),
-                    %error,
-                    "cannot record the store's integrity version; rollback detection is off"
-                );
-            } else {
-                tracing::warn!(
-                    file = %file.display(),
-                    %error,
-                    "cannot record the store's integrity version; rollback detection is weaker"
-                );
-            }
+        state::save(&file, &self.settings.store, &Seen::of(index))
+            .map_err(|error| format!("cannot write {}: {error}", file.display()))
+    }
+
+    fn warn_unanchored(&self, why: &str) {
+        if self.warned_unanchored.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if self.settings.integrity_key.is_some() {
+            tracing::warn!(
+                store = %self.settings.store.display(),
+                why,
+                "cannot record the store's integrity version; rollback detection is off (the \
+                 pinned integrity_key still refuses a replaced manifest)"
+            );
+        } else {
+            tracing::warn!(
+                store = %self.settings.store.display(),
+                why,
+                "cannot record the store's integrity version; rollback detection is off and a \
+                 manifest replaced under a new key goes unnoticed: pin the key with \
+                 `integrity_key` (or HUSHBOX_INTEGRITY_KEY) where no state persists"
+            );
         }
     }
 
@@ -430,6 +453,18 @@ impl AgeStore {
         issues
     }
 
+    /// Refuses a manifest signed with another key than the pinned one.
+    fn check_pinned_key(&self, index: &Index) -> Result<(), AgeError> {
+        match self.settings.integrity_key {
+            Some(pinned) if pinned != index.key => Err(AgeError::IntegrityKeyNotPinned {
+                file: self.manifest_path(),
+                found: integrity::hex(&index.key),
+                pinned: integrity::hex(&pinned),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn issue_error(&self, issue: &ManifestIssue, version: u64) -> AgeError {
         let file = self.manifest_path();
         match issue {
@@ -454,6 +489,12 @@ impl AgeStore {
                     seen_version: seen.version,
                 });
             }
+            if self.settings.require_integrity || self.settings.integrity_key.is_some() {
+                return Err(AgeError::IntegrityRequired {
+                    file: self.manifest_path(),
+                    pinned: self.settings.integrity_key.is_some(),
+                });
+            }
             return Ok(Trust::Unprotected {
                 stamp: Stamp::of(&self.manifest_path()),
             });
@@ -465,12 +506,27 @@ impl AgeStore {
                 issue => return Err(self.issue_error(&issue, opened.sealed.index.version)),
             }
         }
+        self.check_pinned_key(&opened.sealed.index)?;
         let index = opened.sealed.index;
         let newer = seen
             .as_ref()
             .is_none_or(|seen| index.version > seen.version || index.key != seen.key);
         if newer_seen.is_none() && newer {
-            self.remember(&index);
+            match self.try_remember(&index) {
+                Ok(()) => {}
+                // Nothing outside the store vouches for this manifest: a
+                // wholesale replacement would pass. Required integrity
+                // does not settle for that.
+                Err(why)
+                    if self.settings.require_integrity && self.settings.integrity_key.is_none() =>
+                {
+                    return Err(AgeError::IntegrityUnanchored {
+                        store: self.settings.store.clone(),
+                        why,
+                    });
+                }
+                Err(why) => self.warn_unanchored(&why),
+            }
         }
         Ok(Trust::Verified(Box::new(Verified {
             stamp,
@@ -1148,6 +1204,10 @@ impl AgeStore {
         };
         let index = &opened.sealed.index;
         report.version = Some(index.version);
+        report.key = Some(integrity::hex(&index.key));
+        if let Err(error) = self.check_pinned_key(index) {
+            report.problems.push(error.into());
+        }
         let mut newer_seen = None;
         for issue in Self::judge(&opened, seen.as_ref()) {
             match issue {

@@ -147,6 +147,9 @@ async fn oversized_values_are_too_large() {
             max_size: 1024,
             state_dir: None,
             trust: Default::default(),
+            identity_variable: None,
+            require_integrity: false,
+            integrity_key: None,
         },
     );
     assert_eq!(fetch_kind(&backend, "big").await.0, ErrorKind::TooLarge);

@@ -139,6 +139,9 @@ async fn ssh_ed25519_identities_work_both_ways() {
             max_size: hushbox_core::DEFAULT_SIZE_LIMIT,
             state_dir: None,
             trust: Default::default(),
+            identity_variable: None,
+            require_integrity: false,
+            integrity_key: None,
         },
     );
     let bytes = awkward_bytes();
@@ -174,6 +177,9 @@ async fn without_recipients_file_put_encrypts_to_the_identity() {
             max_size: hushbox_core::DEFAULT_SIZE_LIMIT,
             state_dir: None,
             trust: Default::default(),
+            identity_variable: None,
+            require_integrity: false,
+            integrity_key: None,
         },
     );
     backend

@@ -411,6 +411,12 @@ impl Backend for AwsBackend {
         &self.name
     }
 
+    /// The access keys of the environment, when the chain takes them from
+    /// there (they come first in it); the web identity token file otherwise.
+    fn credential_sources(&self) -> hushbox_core::CredentialSources {
+        self.settings.credential_sources()
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             fields: true,

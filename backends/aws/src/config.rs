@@ -97,6 +97,9 @@ pub(crate) struct Settings {
     /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`
     /// of the environment snapshot: the first link of the standard chain.
     pub(crate) static_keys: Option<StaticKeys>,
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE`, when set: a credential file the chain
+    /// reads when there are no static keys.
+    pub(crate) web_identity_token_file: Option<std::path::PathBuf>,
 }
 
 /// Access keys from the environment snapshot.
@@ -108,6 +111,26 @@ pub(crate) struct StaticKeys {
 }
 
 impl Settings {
+    /// The variables and files the credential chain takes this instance's
+    /// credentials from. Static keys come first in the chain: when they are
+    /// set, they are what the instance uses.
+    pub(crate) fn credential_sources(&self) -> hushbox_core::CredentialSources {
+        let mut sources = hushbox_core::CredentialSources::default();
+        if let Some(keys) = &self.static_keys {
+            sources.variables.extend(
+                ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+                    .into_iter()
+                    .map(str::to_owned),
+            );
+            if keys.session_token.is_some() {
+                sources.variables.push("AWS_SESSION_TOKEN".to_owned());
+            }
+        } else if let Some(file) = &self.web_identity_token_file {
+            sources.files.push(file.clone());
+        }
+        sources
+    }
+
     /// Combines the manifest's settings with the environment snapshot, in
     /// the precedence the AWS SDKs document: the manifest, then the
     /// service-specific variable, then the general one.
@@ -171,12 +194,15 @@ impl Settings {
             }
         };
 
+        let web_identity_token_file = var("AWS_WEB_IDENTITY_TOKEN_FILE").map(Into::into);
+
         Ok(Self {
             region,
             endpoint_url,
             profile,
             max_attempts,
             static_keys,
+            web_identity_token_file,
         })
     }
 }
@@ -432,5 +458,37 @@ mod tests {
             "http://127.0.0.1:5000"
         );
         assert_eq!(redact_userinfo("http://a:b@h/p@q"), "http://…@h/p@q");
+    }
+
+    #[test]
+    fn credential_sources_are_the_keys_the_chain_takes_from_the_environment() {
+        let keys = [
+            ("AWS_ACCESS_KEY_ID", "id"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+        ];
+        let sources = resolve(AwsConfig::default(), &keys)
+            .unwrap()
+            .credential_sources();
+        assert_eq!(
+            sources.variables,
+            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        );
+        assert!(
+            sources.files.is_empty(),
+            "static keys come first in the chain"
+        );
+        let mut with_session = keys.to_vec();
+        with_session.push(("AWS_SESSION_TOKEN", "token"));
+        let sources = resolve(AwsConfig::default(), &with_session)
+            .unwrap()
+            .credential_sources();
+        assert_eq!(sources.variables.len(), 3);
+        assert!(!format!("{sources:?}").contains("secret\""));
+        let sources = resolve(AwsConfig::default(), &keys[2..])
+            .unwrap()
+            .credential_sources();
+        assert!(sources.variables.is_empty());
+        assert_eq!(sources.files, [std::path::Path::new("/var/run/token")]);
     }
 }

@@ -1,6 +1,7 @@
 //! The [`Backend`] trait: the one interface every secret source implements.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +28,19 @@ pub struct Capabilities {
     pub fields: bool,
     /// Documents can carry leases that must be renewed or re-fetched.
     pub leases: bool,
+}
+
+/// Where an instance takes its own credentials from: what hushbox keeps
+/// from the program it starts, and checks that program's user cannot read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialSources {
+    /// Environment variables the instance read a credential (or the path of
+    /// one) from, such as `VAULT_TOKEN`, a `token_env`, `AWS_SECRET_ACCESS_KEY`
+    /// or `HUSHBOX_IDENTITY`. Names only: never their values.
+    pub variables: Vec<String>,
+    /// Files holding a credential the instance reads: an identity, a token,
+    /// an AppRole secret id, a client key.
+    pub files: Vec<PathBuf>,
 }
 
 /// A lease on a dynamic secret, kept with its values for the watcher.
@@ -153,6 +167,20 @@ pub trait Backend: Send + Sync + fmt::Debug {
             Error::unsupported(format!("the {} backend cannot list secrets", self.name()))
                 .with_subject(prefix),
         )
+    }
+
+    /// Where this instance takes its credentials from, as configured: the
+    /// variables it read them from when it was built, and the files it reads
+    /// them from. hushbox removes those variables from the environment of
+    /// the program it starts, and warns when that program's user could read
+    /// those files. Default: none (a backend without credentials).
+    ///
+    /// # Behavior
+    /// - Names variables and paths only, never a value.
+    /// - Lists a variable only when the instance takes a credential from it
+    ///   in this environment (an unset `VAULT_TOKEN` is not listed).
+    fn credential_sources(&self) -> CredentialSources {
+        CredentialSources::default()
     }
 
     /// Whether the instance holds something that expires while a program

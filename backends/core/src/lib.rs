@@ -25,7 +25,7 @@ mod registry;
 pub mod trust;
 mod value;
 
-pub use backend::{Backend, Capabilities, DEFAULT_CONCURRENCY, Document, Lease};
+pub use backend::{Backend, Capabilities, CredentialSources, DEFAULT_CONCURRENCY, Document, Lease};
 pub use error::{Error, ErrorKind, Result, Source};
 pub use extract::{Format, extract_field};
 pub use reference::{Field, SecretRef};

@@ -18,7 +18,8 @@ const PROBE: &str = "hushbox-testkit-log-probe";
 
 /// A unique value, seeded several ways, never appears in the backend's
 /// `Debug`, in an error's `Display`, `Debug` or `source()` chain, in the
-/// `Debug` of a [`Document`] or [`SecretValue`], or in anything `tracing`
+/// `Debug` of a [`Document`] or [`SecretValue`], in what
+/// [`Backend::credential_sources`] reports, or in anything `tracing`
 /// logs at TRACE level (events and span fields); and *does* appear in
 /// [`SecretValue::expose`], so the test cannot pass by fetching nothing.
 ///
@@ -172,6 +173,11 @@ pub async fn canary_never_leaks(backend: &dyn Backend, seeder: &dyn Seeder, pref
         format!("{backend:?}"),
     );
     seen.text("alternate Debug of the backend", format!("{backend:#?}"));
+    // Names and paths only: hushbox logs them and acts on them.
+    seen.text(
+        "the credential sources the backend reports",
+        format!("{:?}", backend.credential_sources()),
+    );
     let logs = capture.finish();
     if !logs.contains(PROBE) {
         check.fail(

@@ -597,6 +597,10 @@ impl Backend for VaultBackend {
 
     /// Renewable leases (database credentials, say) must outlive the fetch
     /// for as long as the program that uses them runs.
+    fn credential_sources(&self) -> hushbox_core::CredentialSources {
+        self.inner.settings.credential_sources()
+    }
+
     fn needs_keep_alive(&self) -> bool {
         self.obtained_leases().iter().any(|lease| lease.renewable)
     }

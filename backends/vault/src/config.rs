@@ -330,6 +330,38 @@ pub struct VaultSettings {
     pub max_size: usize,
 }
 
+impl VaultSettings {
+    /// Where this instance's credentials come from: the token's variable,
+    /// and every file holding a token, an AppRole id or a client key.
+    pub fn credential_sources(&self) -> hushbox_core::CredentialSources {
+        let mut sources = hushbox_core::CredentialSources::default();
+        match &self.auth {
+            AuthSettings::Token(TokenSource::Env { variable, .. }) => {
+                sources.variables.push(variable.clone());
+            }
+            AuthSettings::Token(TokenSource::File(path) | TokenSource::HomeFile(path)) => {
+                sources.files.push(path.clone());
+            }
+            AuthSettings::Token(TokenSource::Missing) => {}
+            AuthSettings::Approle {
+                role_id_file,
+                secret_id_file,
+                ..
+            } => {
+                sources.files.push(role_id_file.clone());
+                sources.files.extend(secret_id_file.iter().cloned());
+            }
+            AuthSettings::Kubernetes { token_file, .. } | AuthSettings::Jwt { token_file, .. } => {
+                sources.files.push(token_file.clone());
+            }
+        }
+        if let Some((_, key)) = &self.client_identity {
+            sources.files.push(key.clone());
+        }
+        sources
+    }
+}
+
 /// A standard variable: `VAULT_<name>`, else OpenBao's `BAO_<name>`; empty
 /// counts as unset, as it does for the `vault` CLI.
 fn standard_var<'a>(context: &'a BackendContext<'_>, name: &str) -> Option<(String, &'a str)> {
@@ -769,5 +801,36 @@ mod tests {
         for bad in ["", "s", "10", "1.5s", "-1s", "10 s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn credential_sources_name_the_token_variable_and_the_files() {
+        let settings = resolve(
+            "auth = { method = 'token', token_env = 'MY_VAULT_TOKEN' }",
+            &[("MY_VAULT_TOKEN", "s.CANARYCANARYCANARY")],
+        )
+        .unwrap();
+        let sources = settings.credential_sources();
+        assert_eq!(sources.variables, ["MY_VAULT_TOKEN"]);
+        assert!(!format!("{sources:?}").contains("CANARY"));
+        let settings = resolve(
+            "client_cert = 'c.pem'\nclient_key_file = 'c.key'\n\
+             auth = { method = 'approle', role_id_file = 'role', secret_id_file = '/run/s' }",
+            &[("VAULT_TOKEN", "s.unused")],
+        )
+        .unwrap();
+        let sources = settings.credential_sources();
+        assert!(sources.variables.is_empty(), "{sources:?}");
+        assert_eq!(
+            sources.files,
+            [
+                Path::new("/project/role"),
+                Path::new("/run/s"),
+                Path::new("/project/c.key")
+            ]
+        );
+        // Without a token anywhere, nothing is named.
+        let settings = resolve("", &[]).unwrap();
+        assert_eq!(settings.credential_sources(), Default::default());
     }
 }

@@ -105,6 +105,8 @@ fn run_editor(session: &Session, path: &Path, mask: supervise::SignalMask) -> Re
         env: child_env,
         user: None,
         foreground_tty: true,
+        // The user's own editor, run as the user: nothing to protect.
+        no_new_privs: false,
     };
     let code = supervise::run(
         spec,

@@ -334,7 +334,7 @@ fn edited_manifest(
 
 /// Replaces the manifest atomically: a temporary file in its directory with
 /// the original's mode, fsynced, renamed over it, the directory fsynced.
-fn write_manifest(path: &Path, text: &str) -> io::Result<()> {
+pub(super) fn write_manifest(path: &Path, text: &str) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

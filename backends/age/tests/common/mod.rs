@@ -64,6 +64,9 @@ impl Fixture {
             max_size: DEFAULT_SIZE_LIMIT,
             state_dir: Some(self.dir.path().join(state)),
             trust: Default::default(),
+            identity_variable: None,
+            require_integrity: false,
+            integrity_key: None,
         }
     }
 
@@ -94,6 +97,9 @@ impl Fixture {
                 max_size: DEFAULT_SIZE_LIMIT,
                 state_dir: Some(self.dir.path().join("state")),
                 trust: Default::default(),
+                identity_variable: None,
+                require_integrity: false,
+                integrity_key: None,
             },
         )
     }
