@@ -16,6 +16,9 @@ use crate::output::validate_secret_name;
 pub const DEFAULT_OUTPUT_DIR: &str = "/run/secrets";
 /// The mode of secret files when the manifest does not say.
 pub const DEFAULT_MODE: u32 = 0o400;
+/// How long a commit waits for another writer's lock when the manifest does
+/// not say (`[output].lock_timeout`).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One backend instance to build.
 #[derive(Debug, Clone)]
@@ -41,6 +44,8 @@ pub struct OutputPlan {
     pub mode: u32,
     /// Whether a non-memory filesystem is allowed.
     pub allow_disk: bool,
+    /// How long a commit waits for another writer's lock on the directory.
+    pub lock_timeout: Duration,
 }
 
 /// What to do when a watched secret changes.
@@ -220,13 +225,34 @@ fn output_plan(manifest: Option<&Manifest>, inputs: &PlanInputs<'_>) -> Result<O
         None => DEFAULT_MODE,
         Some(text) => parse_mode(text).map_err(|error| error.with_subject("[output].mode"))?,
     };
+    let lock_timeout = match section.and_then(|s| s.lock_timeout.as_deref()) {
+        None => DEFAULT_LOCK_TIMEOUT,
+        Some(text) => {
+            parse_duration(text).map_err(|error| error.with_subject("[output].lock_timeout"))?
+        }
+    };
     Ok(OutputPlan {
         dir,
-        uid: section.and_then(|s| s.uid),
-        gid: section.and_then(|s| s.gid),
+        uid: owner_id(section.and_then(|s| s.uid), "uid")?,
+        gid: owner_id(section.and_then(|s| s.gid), "gid")?,
         mode,
         allow_disk: inputs.allow_disk || section.is_some_and(|s| s.allow_disk),
+        lock_timeout,
     })
+}
+
+/// Refuses 4294967295, which is `(uid_t)-1`: `chown` reads it as "leave
+/// unchanged", so the files would silently keep hushbox's own owner.
+fn owner_id(id: Option<u32>, key: &str) -> Result<Option<u32>> {
+    match id {
+        Some(u32::MAX) => Err(Error::config(format!(
+            "{key} 4294967295 is (uid_t)-1, which chown reads as \"leave unchanged\", so the \
+             files would keep hushbox's own owner; give a real {key} (at most 4294967294), or \
+             leave the key out to keep the writer's"
+        ))
+        .with_subject(format!("[output].{key}"))),
+        id => Ok(id),
+    }
 }
 
 /// Parses an octal file mode such as `"0400"`. Modes that let group or
@@ -415,14 +441,17 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         .ok_or_else(invalid)?;
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().map_err(|_| invalid())?;
+    // Checked: a huge number must be refused, not wrap or panic.
+    let seconds = |factor: u64| number.checked_mul(factor).map(Duration::from_secs);
     let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
-        "d" => Duration::from_secs(number * 86_400),
-        _ => return Err(invalid()),
-    };
+        "ms" => Some(Duration::from_millis(number)),
+        "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        _ => None,
+    }
+    .ok_or_else(invalid)?;
     if duration.is_zero() {
         return Err(invalid());
     }

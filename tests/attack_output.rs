@@ -232,8 +232,16 @@ fn a_trailing_slash_or_dot_does_not_reach_through_a_symlinked_output_dir() {
         let dir = format!("{}{suffix}", link.display());
         let (output, _) = run_bounded(project.hushbox(&["inject", "--dir", &dir]));
         assert_eq!(code(&output), 78, "{dir}: {}", stderr(&output));
-        assert!(stderr(&output).contains("symlink"), "{dir}: {}", stderr(&output));
-        assert!(entries(&real).is_empty(), "{dir}: wrote {:?}", entries(&real));
+        assert!(
+            stderr(&output).contains("symlink"),
+            "{dir}: {}",
+            stderr(&output)
+        );
+        assert!(
+            entries(&real).is_empty(),
+            "{dir}: wrote {:?}",
+            entries(&real)
+        );
     }
     // `..` as the last component names a directory by a path that has
     // not been checked component by component: refused with the way out.
@@ -261,9 +269,16 @@ fn a_group_or_world_writable_output_dir_is_refused_with_the_tmpfs_hint() {
         let text = stderr(&output);
         assert_eq!(code(&output), 78, "mode {mode:o}: {text}");
         for needle in ["writable", "mode=0755", "chmod", &out.display().to_string()] {
-            assert!(text.contains(needle), "mode {mode:o}: {needle:?} not in {text}");
+            assert!(
+                text.contains(needle),
+                "mode {mode:o}: {needle:?} not in {text}"
+            );
         }
-        assert!(entries(&out).is_empty(), "mode {mode:o}: {:?}", entries(&out));
+        assert!(
+            entries(&out).is_empty(),
+            "mode {mode:o}: {:?}",
+            entries(&out)
+        );
     }
     // The attack itself: the attacker, who can write the directory, would
     // plant their own `..data`.
@@ -378,7 +393,11 @@ fn a_held_lock_is_waited_for_a_bounded_time_then_the_holder_is_named() {
         let project = Project::new(&out, &format!("lock_timeout = \"{bad}\""));
         let (output, _) = run_bounded(project.hushbox(&["inject"]));
         assert_eq!(code(&output), 78, "{bad}: {}", stderr(&output));
-        assert!(stderr(&output).contains("lock_timeout"), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("lock_timeout"),
+            "{}",
+            stderr(&output)
+        );
     }
 }
 
@@ -480,7 +499,11 @@ fn a_stop_signal_while_a_fetch_hangs_ends_exec_within_a_second() {
         let status = wait_bounded(&mut exec);
         let elapsed = sent.elapsed();
         let mut text = String::new();
-        exec.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+        exec.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(status.code(), Some(expected), "{signal}: {text}");
         assert!(elapsed < Duration::from_secs(1), "{signal}: {elapsed:?}");
         assert!(text.contains(signal.as_str()), "{signal}: {text}");
@@ -496,9 +519,8 @@ fn a_fifo_or_device_as_a_file_reference_is_refused_at_once() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     for target in [fifo.display().to_string(), "/dev/zero".to_owned()] {
         let reference = format!("file://{target}");
-        let (output, elapsed) = run_bounded(
-            hushbox_in(base.path(), &["exec", "--", "true"]).env("TOKEN", &reference),
-        );
+        let (output, elapsed) =
+            run_bounded(hushbox_in(base.path(), &["exec", "--", "true"]).env("TOKEN", &reference));
         let text = stderr(&output);
         assert_eq!(code(&output), 78, "{target}: {text}");
         assert!(text.contains("not a regular file"), "{target}: {text}");
@@ -609,24 +631,40 @@ fn a_sigkilled_run_leaves_a_directory_the_next_run_sweeps() {
         let mut command = hushbox_in(project.path(), &["run", "--", "sh", "-c", script]);
         command
             .env("XDG_RUNTIME_DIR", runtime.path())
-            .env("TOKEN_FILE", format!("file://{}", project.path().join("token.txt").display()))
+            .env(
+                "TOKEN_FILE",
+                format!("file://{}", project.path().join("token.txt").display()),
+            )
             .env("REPORT", project.path());
         command
     };
 
     // A run that is SIGKILLed while its program runs.
-    let mut killed = run("echo $$ > \"$REPORT/pid\"; dirname \"$TOKEN_FILE\" > \"$REPORT/dir\"; sleep 30")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the program to start", || project.path().join("dir").exists()
-        && fs::read_to_string(project.path().join("dir")).unwrap().ends_with('\n'));
-    let stale = PathBuf::from(fs::read_to_string(project.path().join("dir")).unwrap().trim());
+    let mut killed =
+        run("echo $$ > \"$REPORT/pid\"; dirname \"$TOKEN_FILE\" > \"$REPORT/dir\"; sleep 30")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+    wait_until("the program to start", || {
+        project.path().join("dir").exists()
+            && fs::read_to_string(project.path().join("dir"))
+                .unwrap()
+                .ends_with('\n')
+    });
+    let stale = PathBuf::from(
+        fs::read_to_string(project.path().join("dir"))
+            .unwrap()
+            .trim(),
+    );
     assert_eq!(stale.parent(), Some(runtime.path()));
     killed.kill().unwrap();
     killed.wait().unwrap();
     // The program dies with it (PR_SET_PDEATHSIG).
-    let program: i32 = fs::read_to_string(project.path().join("pid")).unwrap().trim().parse().unwrap();
+    let program: i32 = fs::read_to_string(project.path().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     wait_until("the program to die with hushbox", || {
         kill(Pid::from_raw(program), None).is_err()
     });
@@ -656,14 +694,30 @@ fn a_sigkilled_run_leaves_a_directory_the_next_run_sweeps() {
     live.wait().unwrap();
 
     assert!(!stale.exists(), "the dead run's directory was not swept");
-    assert!(foreign.join("..run.lock").exists(), "another user's directory was touched");
-    assert!(looks_stale.join("..run.lock").exists(), "a symlink was followed");
-    assert!(runtime.path().join("hushbox-run.linkXYZ00").symlink_metadata().is_ok());
+    assert!(
+        foreign.join("..run.lock").exists(),
+        "another user's directory was touched"
+    );
+    assert!(
+        looks_stale.join("..run.lock").exists(),
+        "a symlink was followed"
+    );
+    assert!(
+        runtime
+            .path()
+            .join("hushbox-run.linkXYZ00")
+            .symlink_metadata()
+            .is_ok()
+    );
     let left: Vec<String> = entries(runtime.path())
         .into_iter()
         .filter(|name| !name.contains("XYZ"))
         .collect();
-    assert_eq!(left.len(), 1, "the live run's directory must stay: {left:?}");
+    assert_eq!(
+        left.len(),
+        1,
+        "the live run's directory must stay: {left:?}"
+    );
 }
 
 /// A program that makes a read-only (0555) or unreadable (0000)

@@ -18,6 +18,7 @@ use crate::exit;
 use crate::manifest::{self, Manifest};
 use crate::plan::{Plan, PlanInputs};
 use crate::resolve::ResolveFailure;
+use crate::supervise::stop;
 
 pub use run::prepare_signals;
 
@@ -167,6 +168,9 @@ pub(crate) fn release(backends: &crate::resolve::Backends) {
 
 /// Resolves a plan: every value, or every error. An empty plan costs no
 /// runtime at all (`exec` with nothing to fetch starts as fast as tini).
+///
+/// A stop signal during the fetch (see [`crate::supervise::stop`]) drops
+/// it at once, however long a backend would have kept it waiting.
 pub(crate) fn resolve_plan(
     plan: &crate::plan::Plan,
     backends: &crate::resolve::Backends,
@@ -174,8 +178,47 @@ pub(crate) fn resolve_plan(
     if plan.secrets.is_empty() {
         return Ok(crate::resolve::Resolution::default());
     }
-    // The runtime ends with this call: no thread outlives the fetch.
-    Ok(runtime()?.block_on(crate::resolve::resolve(plan, backends))?)
+    let runtime = runtime()?;
+    let resolved = runtime.block_on(async {
+        tokio::select! {
+            resolved = crate::resolve::resolve(plan, backends) => Some(resolved),
+            _ = stop::stopped() => None,
+        }
+    });
+    match resolved {
+        // The runtime ends with this call: no thread outlives the fetch.
+        Some(resolved) => Ok(resolved?),
+        None => {
+            // A read stuck in the blocking pool (a hung file system) cannot
+            // be dropped; waiting for it would hold the stop.
+            runtime.shutdown_background();
+            Err(stopped_failure().unwrap_or_else(|| Error::config("setup stopped").into()))
+        }
+    }
+}
+
+/// The failure of a setup that a stop signal ended: 128+n, as the shell
+/// would report a death by that signal. `None` when no stop signal came.
+pub(crate) fn stopped_failure() -> Option<Failure> {
+    stop::received().map(|signo| Failure {
+        errors: vec![stop::stopped_error(signo)],
+        code: Some(stop::exit_code(signo)),
+    })
+}
+
+/// Ends the setup phase of `exec` and `run`: from here on stop signals stay
+/// pending for the child. Fails with 128+n if one arrived during setup.
+pub(crate) fn end_setup() -> Result<(), Failure> {
+    match stop::finish() {
+        Some(_) => Err(stopped_failure().expect("a stop signal was received")),
+        None => Ok(()),
+    }
+}
+
+/// A stop signal received during setup decides the outcome of a failed
+/// setup: whatever failed, it failed because hushbox was being stopped.
+pub(crate) fn or_stopped(failure: Failure) -> Failure {
+    stopped_failure().unwrap_or(failure)
 }
 
 /// Runs `command` as the supervised child, with the backends' keep-alive

@@ -20,12 +20,12 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use hushbox_core::{Error, ErrorKind, SecretValue};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat, readlinkat, renameat};
-use nix::sys::stat::{Mode, SFlag, fchmod, fstat, mkdirat};
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
+use nix::sys::stat::{Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid, fchown, fsync, geteuid, symlinkat};
 
 use super::dirops::{self, Kind};
@@ -33,6 +33,10 @@ use super::fs_check::open_output_dir;
 use super::names::{generation_name, is_generation_name, random_suffix, validate_names};
 use super::{Commit, OutputOptions};
 
+/// The lock file that serialises commits (mode 0600).
+const LOCK: &str = "..lock";
+/// How long the lock wait sleeps between tries.
+const LOCK_RETRY: Duration = Duration::from_millis(10);
 /// The symlink whose rename commits a generation.
 const DATA: &str = "..data";
 /// Where the next `..data` is built before it is renamed into place.
@@ -65,6 +69,10 @@ pub struct GenerationWriter {
     uid: Option<u32>,
     gid: Option<u32>,
     mode: u32,
+    lock_timeout: Duration,
+    /// Asked between tries while the lock is held elsewhere: an error ends
+    /// the wait with it (a stop signal during `exec`'s setup).
+    cancel: Option<fn() -> Option<Error>>,
 }
 
 impl GenerationWriter {
@@ -76,7 +84,9 @@ impl GenerationWriter {
     ///   the effective uid, root or `options.uid`.
     /// - Refuses a directory that is not on tmpfs or ramfs, unless
     ///   `options.allow_disk`, which skips that check only.
-    /// - Refuses a mode with bits outside `0o777` (setuid, setgid, sticky).
+    /// - Refuses a directory its group or others may write (mode `0o022`).
+    /// - Refuses a mode with bits outside `0o777` (setuid, setgid, sticky),
+    ///   and a uid or gid of 4294967295, which `chown` reads as "unchanged".
     pub fn open(options: OutputOptions) -> Result<Self, Error> {
         let OutputOptions {
             dir,
@@ -84,7 +94,15 @@ impl GenerationWriter {
             gid,
             mode,
             allow_disk,
+            lock_timeout,
         } = options;
+        if uid == Some(u32::MAX) || gid == Some(u32::MAX) {
+            return Err(Error::config(
+                "uid/gid 4294967295 is (uid_t)-1, which chown reads as \"leave unchanged\"; \
+                 give a real id",
+            )
+            .with_subject(dir.display()));
+        }
         if mode & !0o777 != 0 {
             return Err(Error::config(format!(
                 "file mode {mode:#o} has bits outside 0777 (setuid, setgid or sticky); \
@@ -107,7 +125,16 @@ impl GenerationWriter {
             uid,
             gid,
             mode,
+            lock_timeout,
+            cancel: None,
         })
+    }
+
+    /// Makes the wait for the directory's lock end early with the error
+    /// `check` returns, once it returns one (asked between tries).
+    pub fn cancel_when(mut self, check: fn() -> Option<Error>) -> Self {
+        self.cancel = Some(check);
+        self
     }
 
     /// Commits one complete generation: exactly these files, atomically.
@@ -139,7 +166,8 @@ impl GenerationWriter {
             // missing; a healthy directory needs none of this and is left
             // untouched.
             let repaired = self.link_names(&names)? + self.remove_stale_links(&names)?;
-            self.prune_generations(current);
+            let previous = self.newest_generation_but(current);
+            self.prune_generations(&[current, previous.as_deref().unwrap_or(current)]);
             if repaired > 0 {
                 self.sync_dir()?;
             }
@@ -157,7 +185,9 @@ impl GenerationWriter {
         let generation = self.swap_data(built)?;
         self.link_names(&names)?;
         self.remove_stale_links(&names)?;
-        self.prune_generations(&generation);
+        // The generation just replaced stays until the next swap: a reader
+        // whose path walk read `..data` before the rename still finds it.
+        self.prune_generations(&[&generation, current.as_deref().unwrap_or(&generation)]);
         self.sync_dir()?;
         tracing::debug!(
             dir = %self.dir.display(),
@@ -219,23 +249,88 @@ impl GenerationWriter {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Takes the directory's exclusive lock on a fresh open file
-    /// description: `flock` excludes other descriptions, so a fresh one per
-    /// call serialises threads of this process as well as other processes.
-    /// The lock is released when the returned file is dropped.
+    /// Takes the directory's exclusive lock: `flock` on `..lock`, a 0600
+    /// file inside it that only its owner (and root) can open. (A lock on
+    /// the directory itself could be taken by anyone who may read it, and
+    /// would stall every commit for as long as they liked.)
+    ///
+    /// A fresh open file description per call: `flock` excludes other
+    /// descriptions, so this serialises threads of this process as well as
+    /// other processes. While another writer holds the lock, tries again
+    /// every few milliseconds for at most `lock_timeout`, then fails naming
+    /// the holder's pid when the kernel tells it. The lock is released when
+    /// the returned file is dropped.
     fn lock(&self) -> Result<File, Error> {
         let fd = openat(
             &self.dir_fd,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
+            LOCK,
+            OFlag::O_RDWR
+                | OFlag::O_CREAT
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
         )
-        .map_err(|errno| self.os_error("cannot open the output directory", errno, ""))?;
+        .map_err(|errno| self.os_error("cannot open the lock file", errno, LOCK))?;
+        let stat = fstat(&fd)
+            .map_err(|errno| self.os_error("cannot inspect the lock file", errno, LOCK))?;
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+            return Err(Error::config(
+                "the lock file is not a regular file, so hushbox did not make it; move it away",
+            )
+            .with_subject(self.dir.join(LOCK).display()));
+        }
+        if stat.st_mode & 0o077 != 0 {
+            // Made by hand, or by an older hushbox: narrowed, so no other
+            // user can open it to take the lock from now on.
+            fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|errno| {
+                self.os_error("cannot narrow the lock file's mode", errno, LOCK)
+            })?;
+        }
         let file = File::from(fd);
-        file.lock().map_err(|error| {
-            Error::io("cannot lock the output directory", error).with_subject(self.dir.display())
-        })?;
-        Ok(file)
+        let started = Instant::now();
+        let mut announced = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(error)) => {
+                    return Err(Error::io("cannot lock the output directory", error)
+                        .with_subject(self.dir.display()));
+                }
+            }
+            if let Some(error) = self.cancel.and_then(|check| check()) {
+                return Err(error);
+            }
+            let waited = started.elapsed();
+            if waited >= self.lock_timeout {
+                return Err(self.lock_timed_out(&stat));
+            }
+            if !announced {
+                tracing::info!(
+                    dir = %self.dir.display(),
+                    timeout = ?self.lock_timeout,
+                    "another writer holds the output directory; waiting for the lock"
+                );
+                announced = true;
+            }
+            std::thread::sleep(LOCK_RETRY.min(self.lock_timeout - waited));
+        }
+    }
+
+    fn lock_timed_out(&self, stat: &nix::sys::stat::FileStat) -> Error {
+        let holder = lock_holder(stat.st_dev, stat.st_ino)
+            .map_or_else(|| "another process".to_owned(), |pid| format!("pid {pid}"));
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "the output directory is locked by {holder} (another hushbox writing to it) and \
+                 stayed locked for {:?}; if that process hangs, stop it, or raise \
+                 `lock_timeout` in [output]",
+                self.lock_timeout
+            ),
+        )
+        .with_subject(self.dir.display())
     }
 
     /// Removes temporary links a crashed commit may have left.
@@ -545,10 +640,31 @@ impl GenerationWriter {
         Ok(removed)
     }
 
-    /// Removes every generation directory but `keep`: the one just
-    /// replaced, and any a crash left behind. A failure here leaves old
-    /// files on the tmpfs but does not undo the commit, so it is logged.
-    fn prune_generations(&self, keep: &str) {
+    /// The most recently changed generation directory other than
+    /// `current`: the one the last swap replaced, unless a crash left a
+    /// newer one (which is then kept instead, and pruned at the next swap).
+    fn newest_generation_but(&self, current: &str) -> Option<String> {
+        let entries = dirops::list(&self.dir_fd).ok()?;
+        entries
+            .into_iter()
+            .filter_map(|(entry, kind)| {
+                let name = entry.into_string().ok()?;
+                (kind == Kind::Directory && name != current && is_generation_name(&name))
+                    .then_some(name)
+            })
+            .filter_map(|name| {
+                let stat =
+                    fstatat(&self.dir_fd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+                Some(((stat.st_mtime, stat.st_mtime_nsec), name))
+            })
+            .max()
+            .map(|(_, name)| name)
+    }
+
+    /// Removes every generation directory but those in `keep`: older ones,
+    /// and any a crash left behind. A failure here leaves old files on the
+    /// tmpfs but does not undo the commit, so it is logged.
+    fn prune_generations(&self, keep: &[&str]) {
         let entries = match dirops::list(&self.dir_fd) {
             Ok(entries) => entries,
             Err(errno) => {
@@ -562,7 +678,7 @@ impl GenerationWriter {
         };
         for (entry, kind) in entries {
             let Some(name) = entry.to_str() else { continue };
-            if kind != Kind::Directory || name == keep || !is_generation_name(name) {
+            if kind != Kind::Directory || keep.contains(&name) || !is_generation_name(name) {
                 continue;
             }
             match dirops::remove_tree_at(&self.dir_fd, &entry) {
@@ -830,4 +946,23 @@ mod tests {
             "writer 0 round 99".len()
         );
     }
+}
+
+/// The pid holding a `flock` on the file `(dev, ino)`, from `/proc/locks`
+/// (`1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF`), if the kernel shows
+/// one. Waiters' lines (`1: -> FLOCK …`) are skipped.
+fn lock_holder(dev: u64, ino: u64) -> Option<u32> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let wanted = format!(
+        "{:02x}:{:02x}:{ino}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        (fields.get(5) == Some(&wanted.as_str())).then(|| fields.get(4)?.parse().ok())?
+    })
 }

@@ -20,6 +20,7 @@
 
 mod child;
 mod signals;
+pub mod stop;
 mod user;
 
 use std::ffi::OsString;

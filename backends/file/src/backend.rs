@@ -1,7 +1,8 @@
 //! [`FileBackend`]: reads secrets from files, never beyond a size limit.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::OpenOptions;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use hushbox_core::{
@@ -71,15 +72,23 @@ fn format_of(location: &SecretRef) -> Format {
     }
 }
 
-/// Reads `path` whole, refusing more than `limit` bytes. Blocking.
+/// Reads `path` whole, refusing more than `limit` bytes, and anything but a
+/// regular file. Blocking.
 ///
-/// The file's length sizes the buffer before the read, so the value is never
+/// The open is non-blocking, so a FIFO (whose open would wait for a writer
+/// forever) opens at once and is then refused like a device or a socket:
+/// none of them is a secret at rest, and reading one may never end. The
+/// file's length sizes the buffer before the read, so the value is never
 /// copied by a growing buffer; a file that grows while it is read still
 /// cannot go past the limit, since `read_bounded` counts what it reads.
 fn read_file(path: &Path, limit: usize) -> Result<SecretValue, FileError> {
     // Symlinks are followed on purpose: kubelet and Compose secret mounts
     // are symlinks into a data directory.
-    let mut file = File::open(path).map_err(|error| FileError::io(path, "open", error))?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| FileError::io(path, "open", error))?;
     // Metadata of the open file, not of the path, so what is checked is what
     // is read even if the path is replaced meanwhile.
     let metadata = file
@@ -90,10 +99,16 @@ fn read_file(path: &Path, limit: usize) -> Result<SecretValue, FileError> {
             path: path.to_owned(),
         });
     }
+    if !metadata.is_file() {
+        return Err(FileError::NotRegular {
+            path: path.to_owned(),
+            kind: kind_of(&metadata.file_type()),
+        });
+    }
     let length = usize::try_from(metadata.len()).unwrap_or(usize::MAX);
-    // A regular file's length is known: refuse before reading a byte. Pipes
-    // and devices report 0 and are caught by the bounded read instead.
-    if metadata.is_file() && length > limit {
+    // A regular file's length is known: refuse before reading a byte. Some
+    // (in /proc and /sys) report 0 and are caught by the bounded read.
+    if length > limit {
         return Err(FileError::TooLarge {
             path: path.to_owned(),
             limit,
@@ -102,6 +117,21 @@ fn read_file(path: &Path, limit: usize) -> Result<SecretValue, FileError> {
     tracing::debug!(path = %path.display(), "reading the secret file");
     SecretValue::read_bounded(&mut file, length, limit)
         .map_err(|error| FileError::read(path, error))
+}
+
+/// What a non-regular, non-directory file is, for the error message.
+fn kind_of(file_type: &std::fs::FileType) -> &'static str {
+    if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
 }
 
 impl fmt::Debug for FileBackend {
@@ -257,16 +287,36 @@ mod tests {
     }
 
     #[test]
-    fn a_source_longer_than_its_length_is_still_bounded() {
-        // Pipes and devices report length 0; /dev/zero never ends.
-        let error = read_file(Path::new("/dev/zero"), 1000).unwrap_err();
-        assert!(matches!(error, FileError::TooLarge { limit: 1000, .. }));
+    fn a_regular_file_that_reports_no_length_is_still_bounded() {
+        // Files in /proc report length 0 and have more to read.
+        let error = read_file(Path::new("/proc/self/maps"), 16).unwrap_err();
+        assert!(matches!(error, FileError::TooLarge { limit: 16, .. }));
+    }
+
+    #[test]
+    fn fifos_and_devices_are_refused_without_blocking() {
+        // Opening a FIFO for reading waits for a writer, forever: the
+        // non-blocking open returns at once and the FIFO is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for (path, kind) in [
+            (fifo.as_path(), "a FIFO"),
+            (Path::new("/dev/zero"), "a character device"),
+        ] {
+            let error = Error::from(read_file(path, 1000).unwrap_err());
+            assert_eq!(error.kind(), ErrorKind::Config, "{path:?}");
+            let message = error.to_string();
+            assert!(message.contains("not a regular file"), "{message}");
+            assert!(message.contains(kind), "{message}");
+            assert!(message.contains(&path.display().to_string()), "{message}");
+        }
     }
 
     #[tokio::test]
     async fn the_default_limit_is_the_core_default() {
         let f = fixture(FileConfig::default());
-        let file = File::create(f.dir.path().join("big")).unwrap();
+        let file = std::fs::File::create(f.dir.path().join("big")).unwrap();
         file.set_len(hushbox_core::DEFAULT_SIZE_LIMIT as u64 + 1)
             .unwrap();
         let error = f.fetch("file://big").await.unwrap_err();
