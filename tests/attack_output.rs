@@ -573,6 +573,7 @@ fn readers_never_see_enoent_across_many_swaps() {
         gid: None,
         mode: 0o444,
         allow_disk: false,
+        lock_timeout: Duration::from_secs(10),
     })
     .unwrap();
     let commit = |round: usize| {

@@ -60,6 +60,7 @@ fn options(dir: &Path) -> OutputOptions {
         gid: None,
         mode: 0o400,
         allow_disk: false,
+        lock_timeout: std::time::Duration::from_secs(10),
     }
 }
 

@@ -833,6 +833,7 @@ mod tests {
             gid: None,
             mode: 0o400,
             allow_disk: false,
+            lock_timeout: Duration::from_secs(10),
         })
         .unwrap()
     }
