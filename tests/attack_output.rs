@@ -554,7 +554,9 @@ fn a_reader_that_resolved_data_before_a_swap_still_opens_its_file() {
     );
     assert_eq!(fs::read(out.join("token")).unwrap(), b"value-two");
 
-    // One more swap, and it goes: the output directory does not grow.
+    // It stays a second after it was replaced, then the next swap prunes
+    // it: the output directory does not grow.
+    thread::sleep(Duration::from_millis(1100));
     project.set_token("value-three");
     let (output, _) = run_bounded(project.hushbox(&["inject"]));
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -563,7 +565,11 @@ fn a_reader_that_resolved_data_before_a_swap_still_opens_its_file() {
 }
 
 /// Readers opening a secret through its link while generations are swapped
-/// as fast as the writer can go: every open finds a file.
+/// every millisecond or so: every open finds a file. Keeping only the
+/// generation just replaced was not enough here: a reader preempted inside
+/// one open() on a loaded machine outlived ten generations (measured: 9–30
+/// ENOENT in ~450k opens with 2 to 10 kept), so replaced generations stay
+/// for a second.
 #[test]
 fn readers_never_see_enoent_across_many_swaps() {
     let base = tmpfs_dir();
@@ -605,16 +611,20 @@ fn readers_never_see_enoent_across_many_swaps() {
         })
         .collect();
     wait_until("the readers to start", || opens.load(Ordering::Relaxed) > 0);
-    for round in 1..=2000 {
+    for round in 1..=1000 {
         commit(round);
+        // Far faster than any refresh, yet a pace: back to back, a reader
+        // preempted inside one open() for a whole timeslice outlives any
+        // fixed number of generations.
+        thread::sleep(Duration::from_millis(1));
     }
     stop.store(true, Ordering::Relaxed);
     for reader in readers {
         reader.join().unwrap();
     }
     let opens = opens.load(Ordering::Relaxed);
-    eprintln!("2000 swaps, {opens} opens");
-    assert!(opens > 2000, "too few opens to mean anything: {opens}");
+    eprintln!("1000 swaps, {opens} opens");
+    assert!(opens > 1000, "too few opens to mean anything: {opens}");
     assert_eq!(missing.load(Ordering::Relaxed), 0, "of {opens} opens");
 }
 
