@@ -652,7 +652,7 @@ fn a_sigkilled_run_leaves_a_directory_the_next_run_sweeps() {
 
     // A run that is SIGKILLed while its program runs.
     let mut killed =
-        run("echo $$ > \"$REPORT/pid\"; dirname \"$TOKEN_FILE\" > \"$REPORT/dir\"; sleep 30")
+        run("echo $$ > \"$REPORT/pid\"; dirname \"$TOKEN_FILE\" > \"$REPORT/dir\"; exec sleep 30")
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -683,17 +683,21 @@ fn a_sigkilled_run_leaves_a_directory_the_next_run_sweeps() {
 
     // Things that are not a dead run of this user.
     let attacker = LocalUser::attacker();
-    let foreign = runtime.path().join("hushbox-run.foreignXYZ0");
+    let foreign = runtime.path().join("hushbox-run.foreignXYZ00");
     fs::create_dir(&foreign).unwrap();
     fs::write(foreign.join("..run.lock"), b"").unwrap();
     attacker.chown(foreign.join("..run.lock"));
     attacker.chown(&foreign);
     let elsewhere = tmpfs_dir();
-    let looks_stale = elsewhere.path().join("hushbox-run.targetXYZ0");
+    let looks_stale = elsewhere.path().join("hushbox-run.targetXYZ000");
     fs::create_dir(&looks_stale).unwrap();
     fs::write(looks_stale.join("..run.lock"), b"").unwrap();
-    symlink(&looks_stale, runtime.path().join("hushbox-run.linkXYZ00")).unwrap();
-    let mut live = run("touch \"$REPORT/live\"; sleep 30")
+    symlink(
+        &looks_stale,
+        runtime.path().join("hushbox-run.linkXYZ00000"),
+    )
+    .unwrap();
+    let mut live = run("touch \"$REPORT/live\"; exec sleep 30")
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
@@ -716,7 +720,7 @@ fn a_sigkilled_run_leaves_a_directory_the_next_run_sweeps() {
     assert!(
         runtime
             .path()
-            .join("hushbox-run.linkXYZ00")
+            .join("hushbox-run.linkXYZ00000")
             .symlink_metadata()
             .is_ok()
     );

@@ -128,6 +128,7 @@ fn act_as_supervisor() -> i32 {
         env,
         user,
         foreground_tty: var("HUSHBOX_TEST_TTY").is_some(),
+        die_with_supervisor: false,
     };
     let options = SupervisorOptions {
         subreaper: true,

@@ -241,6 +241,9 @@ pub(crate) fn supervise_child(
         // hushbox has already become the user the program runs as, if any.
         user: None,
         foreground_tty,
+        // `run` (which takes the terminal) keeps secrets in a directory
+        // that goes with it; `exec` is PID 1, whose death ends everything.
+        die_with_supervisor: foreground_tty,
     };
     let outcome = crate::supervise::run(spec, options);
     drop(keep_alive);

@@ -32,6 +32,8 @@ pub(super) struct Started {
 /// allocation, no locks, nothing another (now vanished) thread could hold.
 struct ChildSetup {
     take_terminal: bool,
+    /// The supervisor's pid, when the child must die with it.
+    die_with: Option<libc::pid_t>,
     credentials: Option<(Uid, Gid, Vec<Gid>)>,
     mask: SigSet,
     highest_signal: libc::c_int,
@@ -52,11 +54,13 @@ pub(super) fn spawn(spec: ChildSpec, mask: &SignalMask) -> Result<Started, Spawn
         env,
         user,
         foreground_tty,
+        die_with_supervisor,
     } = spec;
     let take_terminal = foreground_tty && we_own_the_terminal();
     let uid = user.as_ref().map(|credentials| credentials.uid);
     let setup = ChildSetup {
         take_terminal,
+        die_with: die_with_supervisor.then(|| std::process::id() as libc::pid_t),
         credentials: user.map(|Credentials { uid, gid, groups }| {
             let groups = groups.into_iter().map(Gid::from_raw).collect();
             (Uid::from_raw(uid), Gid::from_raw(gid), groups)
@@ -150,6 +154,21 @@ fn prepare_child(setup: &ChildSetup) -> io::Result<()> {
         setgroups(groups)?;
         setresgid(*gid, *gid, *gid)?;
         setresuid(*uid, *uid, *uid)?;
+    }
+
+    // After the privilege drop, which would clear it. The kernel sends it
+    // when the thread that forked us exits: the supervisor loop's, which
+    // lives until the child is reaped.
+    if let Some(supervisor) = setup.die_with {
+        // SAFETY: prctl(2) with PR_SET_PDEATHSIG takes integers only.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Died between the fork and the prctl: no signal will come.
+        // SAFETY: getppid(2) takes no arguments.
+        if unsafe { libc::getppid() } != supervisor {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
     }
 
     // Inherited descriptors (fds ≥ 3 of hushbox, or leaked to hushbox by its

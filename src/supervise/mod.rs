@@ -52,6 +52,11 @@ pub struct ChildSpec {
     /// can read it and gets ^C / ^Z directly (for `run`). Taken back when the
     /// child exits.
     pub foreground_tty: bool,
+    /// Kill the child (SIGKILL, `PR_SET_PDEATHSIG`) should hushbox die first
+    /// without forwarding anything, as on SIGKILL, so it cannot outlive the
+    /// run directory its secrets are in (for `run`). Not for `exec`: as PID
+    /// 1, hushbox's death ends the container anyway.
+    pub die_with_supervisor: bool,
 }
 
 impl fmt::Debug for ChildSpec {
@@ -66,6 +71,7 @@ impl fmt::Debug for ChildSpec {
             )
             .field("user", &self.user)
             .field("foreground_tty", &self.foreground_tty)
+            .field("die_with_supervisor", &self.die_with_supervisor)
             .finish_non_exhaustive()
     }
 }

@@ -105,6 +105,8 @@ fn run_editor(session: &Session, path: &Path, mask: supervise::SignalMask) -> Re
         env: child_env,
         user: None,
         foreground_tty: true,
+        // The plaintext is in the run directory: the editor goes with us.
+        die_with_supervisor: true,
     };
     let code = supervise::run(
         spec,
