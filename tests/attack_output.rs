@@ -510,6 +510,45 @@ fn a_stop_signal_while_a_fetch_hangs_ends_exec_within_a_second() {
     }
 }
 
+/// Setup stuck where no check reaches (here: the Vault backend opening a
+/// CA file that is a FIFO nobody writes, a blocking open on the thread that
+/// runs the fetch) still ends on SIGTERM, by the watcher's own exit after
+/// its grace of two seconds. The old code ignored SIGTERM for good.
+#[test]
+fn sigterm_while_setup_is_stuck_in_a_blocking_open_ends_exec_within_the_grace() {
+    let base = tmpfs_dir();
+    let fifo = base.path().join("ca.pem");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut exec = hushbox_in(base.path(), &["exec", "--", "true"])
+        .env("VAULT_ADDR", "https://127.0.0.1:1")
+        .env("VAULT_TOKEN", "test-token")
+        .env("VAULT_CACERT", &fifo)
+        .env("DB_PASSWORD", "vault://secret/app#password")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Blocked in open(2) on the FIFO: the kernel names the wait.
+    let wchan = format!("/proc/{}/wchan", exec.id());
+    wait_until("hushbox to block on the FIFO", || {
+        fs::read_to_string(&wchan).is_ok_and(|wchan| wchan == "wait_for_partner")
+    });
+    let sent = Instant::now();
+    kill(Pid::from_raw(exec.id() as i32), Signal::SIGTERM).unwrap();
+    let status = wait_bounded(&mut exec);
+    let elapsed = sent.elapsed();
+    let mut text = String::new();
+    exec.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{text}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(text.contains("SIGTERM"), "{text}");
+}
+
 /// A FIFO as a `file://` reference hung the fetch forever (open blocks until
 /// a writer comes); devices are no secrets either. Refused at once.
 #[test]
