@@ -6,12 +6,15 @@
 //!     db_password                       mode/owner set before the first byte
 //! ..data -> ..2026_05_01_12_00_00.Xy3kQ9aBc0De
 //! db_password -> ..data/db_password     what users open
+//! ..lock                                the commit lock (0600, flock)
 //! ```
 //! A commit writes a fresh generation, then renames one symlink (`..data`)
 //! over the old one. `rename(2)` is atomic, so a reader that resolves
 //! `..data` once sees either the whole old generation or the whole new one.
 //! Files are never rewritten in place: a reader holding an old file keeps
-//! reading it whole after the generation is pruned.
+//! reading it whole after the generation is pruned, and a replaced
+//! generation is pruned only once it has been replaced for a second and
+//! another swap has followed.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -63,7 +66,7 @@ const NAME_ATTEMPTS: usize = 16;
 /// `name -> ..data/name` symlink per secret, which is what users open.
 /// Commits from several
 /// writers (threads or processes) on one directory are serialised by an
-/// exclusive `flock` on the directory.
+/// exclusive `flock` on `..lock`, a 0600 file in it.
 #[derive(Debug)]
 pub struct GenerationWriter {
     dir: PathBuf,
@@ -215,8 +218,10 @@ impl GenerationWriter {
     ///
     /// Removes user-visible links that point into `..data`, then `..data`
     /// and the temporary links, then every generation directory. Other
-    /// entries, and the output directory itself, are left alone. Tries every
-    /// removal and reports the first failure.
+    /// entries, the lock file (`..lock`: removing a lock file another
+    /// writer may wait on would let two writers in at once) and the output
+    /// directory itself are left alone. Tries every removal and reports the
+    /// first failure.
     pub fn remove_all(&self) -> Result<(), Error> {
         let _lock = self.lock()?;
         let entries = dirops::list(&self.dir_fd)
