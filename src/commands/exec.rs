@@ -73,7 +73,8 @@ pub(super) fn exec(
         subreaper: true,
         mask,
     };
-    supervise_child(args.command, env, &options, false, &backends)
+    // As PID 1 (or its stand-in), hushbox's death ends the container.
+    supervise_child(args.command, env, &options, false, false, &backends)
 }
 
 /// Fetches, commits the generation, and builds the app's environment. Every

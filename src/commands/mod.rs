@@ -224,11 +224,15 @@ pub(crate) fn or_stopped(failure: Failure) -> Failure {
 /// Runs `command` as the supervised child, with the backends' keep-alive
 /// beside it, then lets the backends release what this run obtained.
 /// Returns the child's exit code (or 128+n) as hushbox's own.
+///
+/// `foreground_tty` and `die_with_supervisor` are those of
+/// [`crate::supervise::ChildSpec`].
 pub(crate) fn supervise_child(
     command: Vec<std::ffi::OsString>,
     env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     options: &crate::supervise::SupervisorOptions,
     foreground_tty: bool,
+    die_with_supervisor: bool,
     backends: &crate::resolve::Backends,
 ) -> Outcome {
     // Leases (database credentials) stay valid while the program runs.
@@ -241,9 +245,7 @@ pub(crate) fn supervise_child(
         // hushbox has already become the user the program runs as, if any.
         user: None,
         foreground_tty,
-        // `run` (which takes the terminal) keeps secrets in a directory
-        // that goes with it; `exec` is PID 1, whose death ends everything.
-        die_with_supervisor: foreground_tty,
+        die_with_supervisor,
     };
     let outcome = crate::supervise::run(spec, options);
     drop(keep_alive);

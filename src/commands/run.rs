@@ -56,7 +56,9 @@ pub(super) fn run(
         subreaper: false,
         mask,
     };
-    let outcome = supervise_child(args.command, env, &options, true, &backends);
+    // The program dies with a SIGKILLed hushbox: its secrets' directory
+    // is gone (or about to be swept) by then.
+    let outcome = supervise_child(args.command, env, &options, true, true, &backends);
     // The private directory goes whatever happened to the program.
     let removed = run_dir.remove();
     let code = outcome?;

@@ -278,7 +278,15 @@ impl GenerationWriter {
                 | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o600),
         )
-        .map_err(|errno| self.os_error("cannot open the lock file", errno, LOCK))?;
+        .map_err(|errno| match errno {
+            Errno::EACCES => Error::new(
+                ErrorKind::PermissionDenied,
+                "cannot open the lock file: it belongs to another user (an earlier hushbox \
+                 run as another user?); remove it if no hushbox is writing here",
+            )
+            .with_subject(self.dir.join(LOCK).display()),
+            errno => self.os_error("cannot open the lock file", errno, LOCK),
+        })?;
         let stat = fstat(&fd)
             .map_err(|errno| self.os_error("cannot inspect the lock file", errno, LOCK))?;
         if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
