@@ -427,6 +427,7 @@ fn sigterm_while_exec_waits_for_the_lock_ends_it_with_143_at_once() {
     let status = wait_bounded(&mut exec);
     let elapsed = sent.elapsed();
     drop(held);
+    eprintln!("exec ended {elapsed:?} after SIGTERM during the lock wait");
     assert_eq!(status.code(), Some(143));
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
     assert_eq!(entries(&out), before, "a partial generation was left");
@@ -504,6 +505,7 @@ fn a_stop_signal_while_a_fetch_hangs_ends_exec_within_a_second() {
             .unwrap()
             .read_to_string(&mut text)
             .unwrap();
+        eprintln!("{signal}: exec ended {elapsed:?} after the signal");
         assert_eq!(status.code(), Some(expected), "{signal}: {text}");
         assert!(elapsed < Duration::from_secs(1), "{signal}: {elapsed:?}");
         assert!(text.contains(signal.as_str()), "{signal}: {text}");
