@@ -697,6 +697,46 @@ mod tests {
         assert!(plan.output.allow_disk);
     }
 
+    fn output_of(section: &str) -> Result<OutputPlan> {
+        let manifest = Manifest::parse(
+            &format!("version = 1\n[output]\n{section}\n"),
+            Path::new("m"),
+        )
+        .unwrap();
+        let inputs = PlanInputs {
+            manifest: Some((&manifest, Path::new("/p/m"))),
+            cwd: Path::new("/"),
+            kinds: vec!["age"],
+            ..Default::default()
+        };
+        Plan::build(&inputs, &Environment::default()).map(|plan| plan.output)
+    }
+
+    #[test]
+    fn lock_timeout_defaults_and_bad_values_are_refused() {
+        assert_eq!(output_of("").unwrap().lock_timeout, DEFAULT_LOCK_TIMEOUT);
+        assert_eq!(
+            output_of("lock_timeout = \"250ms\"").unwrap().lock_timeout,
+            Duration::from_millis(250)
+        );
+        for bad in ["0s", "-1s", "forever", "99999999999999999d"] {
+            let error = output_of(&format!("lock_timeout = \"{bad}\"")).unwrap_err();
+            assert_eq!(error.kind(), hushbox_core::ErrorKind::Config, "{bad}");
+            assert_eq!(error.subject(), Some("[output].lock_timeout"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn uid_and_gid_minus_one_are_refused() {
+        for key in ["uid", "gid"] {
+            let error = output_of(&format!("{key} = 4294967295")).unwrap_err();
+            assert_eq!(error.subject(), Some(format!("[output].{key}").as_str()));
+            assert!(error.message().contains("unchanged"), "{error}");
+            let output = output_of(&format!("{key} = 4294967294")).unwrap();
+            assert_eq!(output.uid.or(output.gid), Some(4_294_967_294));
+        }
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
