@@ -75,6 +75,8 @@ pub struct OutputSection {
     /// Allow an output directory that is not tmpfs or ramfs.
     #[serde(default)]
     pub allow_disk: bool,
+    /// How long a commit waits for another writer's lock, e.g. `"10s"`.
+    pub lock_timeout: Option<String>,
 }
 
 /// `[secrets.NAME]`.

@@ -16,6 +16,9 @@ use crate::output::validate_secret_name;
 pub const DEFAULT_OUTPUT_DIR: &str = "/run/secrets";
 /// The mode of secret files when the manifest does not say.
 pub const DEFAULT_MODE: u32 = 0o400;
+/// How long a commit waits for another writer's lock when the manifest does
+/// not say (`[output].lock_timeout`).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One backend instance to build.
 #[derive(Debug, Clone)]
@@ -41,6 +44,8 @@ pub struct OutputPlan {
     pub mode: u32,
     /// Whether a non-memory filesystem is allowed.
     pub allow_disk: bool,
+    /// How long a commit waits for another writer's lock on the directory.
+    pub lock_timeout: Duration,
 }
 
 /// What to do when a watched secret changes.
@@ -272,13 +277,34 @@ fn output_plan(manifest: Option<&Manifest>, inputs: &PlanInputs<'_>) -> Result<O
         None => DEFAULT_MODE,
         Some(text) => parse_mode(text).map_err(|error| error.with_subject("[output].mode"))?,
     };
+    let lock_timeout = match section.and_then(|s| s.lock_timeout.as_deref()) {
+        None => DEFAULT_LOCK_TIMEOUT,
+        Some(text) => {
+            parse_duration(text).map_err(|error| error.with_subject("[output].lock_timeout"))?
+        }
+    };
     Ok(OutputPlan {
         dir,
-        uid: section.and_then(|s| s.uid),
-        gid: section.and_then(|s| s.gid),
+        uid: owner_id(section.and_then(|s| s.uid), "uid")?,
+        gid: owner_id(section.and_then(|s| s.gid), "gid")?,
         mode,
         allow_disk: inputs.allow_disk || section.is_some_and(|s| s.allow_disk),
+        lock_timeout,
     })
+}
+
+/// Refuses 4294967295, which is `(uid_t)-1`: `chown` reads it as "leave
+/// unchanged", so the files would silently keep hushbox's own owner.
+fn owner_id(id: Option<u32>, key: &str) -> Result<Option<u32>> {
+    match id {
+        Some(u32::MAX) => Err(Error::config(format!(
+            "{key} 4294967295 is (uid_t)-1, which chown reads as \"leave unchanged\", so the \
+             files would keep hushbox's own owner; give a real {key} (at most 4294967294), or \
+             leave the key out to keep the writer's"
+        ))
+        .with_subject(format!("[output].{key}"))),
+        id => Ok(id),
+    }
 }
 
 /// Parses an octal file mode such as `"0400"`. Modes that let group or
@@ -477,14 +503,17 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         .ok_or_else(invalid)?;
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().map_err(|_| invalid())?;
+    // Checked: a huge number must be refused, not wrap or panic.
+    let seconds = |factor: u64| number.checked_mul(factor).map(Duration::from_secs);
     let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
-        "d" => Duration::from_secs(number * 86_400),
-        _ => return Err(invalid()),
-    };
+        "ms" => Some(Duration::from_millis(number)),
+        "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        _ => None,
+    }
+    .ok_or_else(invalid)?;
     if duration.is_zero() {
         return Err(invalid());
     }
@@ -762,6 +791,46 @@ mod tests {
         let plan = Plan::build(&inputs, &Environment::default()).unwrap();
         assert_eq!(plan.output.dir, Path::new("/flag"));
         assert!(plan.output.allow_disk);
+    }
+
+    fn output_of(section: &str) -> Result<OutputPlan> {
+        let manifest = Manifest::parse(
+            &format!("version = 1\n[output]\n{section}\n"),
+            Path::new("m"),
+        )
+        .unwrap();
+        let inputs = PlanInputs {
+            manifest: Some((&manifest, Path::new("/p/m"))),
+            cwd: Path::new("/"),
+            kinds: vec!["age"],
+            ..Default::default()
+        };
+        Plan::build(&inputs, &Environment::default()).map(|plan| plan.output)
+    }
+
+    #[test]
+    fn lock_timeout_defaults_and_bad_values_are_refused() {
+        assert_eq!(output_of("").unwrap().lock_timeout, DEFAULT_LOCK_TIMEOUT);
+        assert_eq!(
+            output_of("lock_timeout = \"250ms\"").unwrap().lock_timeout,
+            Duration::from_millis(250)
+        );
+        for bad in ["0s", "-1s", "forever", "99999999999999999d"] {
+            let error = output_of(&format!("lock_timeout = \"{bad}\"")).unwrap_err();
+            assert_eq!(error.kind(), hushbox_core::ErrorKind::Config, "{bad}");
+            assert_eq!(error.subject(), Some("[output].lock_timeout"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn uid_and_gid_minus_one_are_refused() {
+        for key in ["uid", "gid"] {
+            let error = output_of(&format!("{key} = 4294967295")).unwrap_err();
+            assert_eq!(error.subject(), Some(format!("[output].{key}").as_str()));
+            assert!(error.message().contains("unchanged"), "{error}");
+            let output = output_of(&format!("{key} = 4294967294")).unwrap();
+            assert_eq!(output.uid.or(output.gid), Some(4_294_967_294));
+        }
     }
 
     #[test]

@@ -130,6 +130,7 @@ fn act_as_supervisor() -> i32 {
         foreground_tty: var("HUSHBOX_TEST_TTY").is_some(),
         // As `exec` and `run` start programs by default.
         no_new_privs: true,
+        die_with_supervisor: false,
     };
     let options = SupervisorOptions {
         subreaper: true,

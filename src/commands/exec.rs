@@ -5,13 +5,16 @@
 use hushbox_core::Error;
 
 use super::inject::{commit, output_options};
-use super::{Failure, Outcome, Session, release, resolve_plan, supervise_child};
+use super::{
+    ChildPolicy, Failure, Outcome, Session, end_setup, or_stopped, release, resolve_plan,
+    supervise_child,
+};
 use crate::cli::ExecArgs;
 use crate::deliver::child_environment;
 use crate::harden::Hardening;
 use crate::output::GenerationWriter;
 use crate::resolve::Backends;
-use crate::supervise::{self, SignalMask, SupervisorOptions, resolve_user};
+use crate::supervise::{self, SignalMask, SupervisorOptions, resolve_user, stop};
 
 pub(super) fn exec(
     session: &Session,
@@ -33,7 +36,10 @@ pub(super) fn exec(
     let has_files = plan.file_secrets().next().is_some();
     // Refuse a bad output directory before fetching anything.
     let writer = if has_files {
-        Some(GenerationWriter::open(output_options(&plan))?)
+        Some(
+            GenerationWriter::open(output_options(&plan))?
+                .cancel_when(|| stop::received().map(stop::stopped_error)),
+        )
     } else {
         None
     };
@@ -43,9 +49,13 @@ pub(super) fn exec(
         Ok(env) => env,
         Err(failure) => {
             release(&backends);
-            return Err(failure);
+            return Err(or_stopped(failure));
         }
     };
+    if let Err(failure) = end_setup() {
+        release(&backends);
+        return Err(failure);
+    }
     hardening.restore_core_limit();
 
     match &user {
@@ -67,12 +77,16 @@ pub(super) fn exec(
         subreaper: true,
         mask,
     };
+    // As PID 1 (or its stand-in), hushbox's death ends the container.
     supervise_child(
         args.command,
         env,
         &options,
-        false,
-        !args.allow_new_privileges,
+        ChildPolicy {
+            foreground_tty: false,
+            no_new_privs: !args.allow_new_privileges,
+            die_with_supervisor: false,
+        },
         &backends,
     )
 }

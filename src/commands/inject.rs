@@ -47,6 +47,7 @@ pub(super) fn output_options(plan: &Plan) -> OutputOptions {
         gid: plan.output.gid,
         mode: plan.output.mode,
         allow_disk: plan.output.allow_disk,
+        lock_timeout: plan.output.lock_timeout,
     }
 }
 

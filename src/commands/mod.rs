@@ -18,6 +18,7 @@ use crate::exit;
 use crate::manifest::{self, Manifest};
 use crate::plan::{Plan, PlanInputs};
 use crate::resolve::ResolveFailure;
+use crate::supervise::stop;
 
 pub use run::prepare_signals;
 
@@ -172,6 +173,9 @@ pub(crate) fn release(backends: &crate::resolve::Backends) {
 
 /// Resolves a plan: every value, or every error. An empty plan costs no
 /// runtime at all (`exec` with nothing to fetch starts as fast as tini).
+///
+/// A stop signal during the fetch (see [`crate::supervise::stop`]) drops
+/// it at once, however long a backend would have kept it waiting.
 pub(crate) fn resolve_plan(
     plan: &crate::plan::Plan,
     backends: &crate::resolve::Backends,
@@ -179,19 +183,71 @@ pub(crate) fn resolve_plan(
     if plan.secrets.is_empty() {
         return Ok(crate::resolve::Resolution::default());
     }
-    // The runtime ends with this call: no thread outlives the fetch.
-    Ok(runtime()?.block_on(crate::resolve::resolve(plan, backends))?)
+    let runtime = runtime()?;
+    let resolved = runtime.block_on(async {
+        tokio::select! {
+            resolved = crate::resolve::resolve(plan, backends) => Some(resolved),
+            _ = stop::stopped() => None,
+        }
+    });
+    match resolved {
+        // The runtime ends with this call: no thread outlives the fetch.
+        Some(resolved) => Ok(resolved?),
+        None => {
+            // A read stuck in the blocking pool (a hung file system) cannot
+            // be dropped; waiting for it would hold the stop.
+            runtime.shutdown_background();
+            Err(stopped_failure().unwrap_or_else(|| Error::config("setup stopped").into()))
+        }
+    }
+}
+
+/// The failure of a setup that a stop signal ended: 128+n, as the shell
+/// would report a death by that signal. `None` when no stop signal came.
+pub(crate) fn stopped_failure() -> Option<Failure> {
+    stop::received().map(|signo| Failure {
+        errors: vec![stop::stopped_error(signo)],
+        code: Some(stop::exit_code(signo)),
+    })
+}
+
+/// Ends the setup phase of `exec` and `run`: from here on stop signals stay
+/// pending for the child. Fails with 128+n if one arrived during setup.
+pub(crate) fn end_setup() -> Result<(), Failure> {
+    match stop::finish() {
+        Some(_) => Err(stopped_failure().expect("a stop signal was received")),
+        None => Ok(()),
+    }
+}
+
+/// A stop signal received during setup decides the outcome of a failed
+/// setup: whatever failed, it failed because hushbox was being stopped.
+pub(crate) fn or_stopped(failure: Failure) -> Failure {
+    stopped_failure().unwrap_or(failure)
+}
+
+/// How `run` and `exec` start their program; each field is that of
+/// [`crate::supervise::ChildSpec`].
+pub(crate) struct ChildPolicy {
+    /// Give the program the terminal's foreground (`run`, interactive).
+    pub(crate) foreground_tty: bool,
+    /// Set `PR_SET_NO_NEW_PRIVS` in the program.
+    pub(crate) no_new_privs: bool,
+    /// Kill the program should hushbox die first (`run`: its secrets' directory goes with hushbox).
+    pub(crate) die_with_supervisor: bool,
 }
 
 /// Runs `command` as the supervised child, with the backends' keep-alive
 /// beside it, then lets the backends release what this run obtained.
 /// Returns the child's exit code (or 128+n) as hushbox's own.
+///
+/// `policy` gives the fields of [`crate::supervise::ChildSpec`] that differ
+/// between `run` and `exec`.
 pub(crate) fn supervise_child(
     command: Vec<std::ffi::OsString>,
     env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     options: &crate::supervise::SupervisorOptions,
-    foreground_tty: bool,
-    no_new_privs: bool,
+    policy: ChildPolicy,
     backends: &crate::resolve::Backends,
 ) -> Outcome {
     // Leases (database credentials) stay valid while the program runs.
@@ -203,8 +259,9 @@ pub(crate) fn supervise_child(
         env,
         // hushbox has already become the user the program runs as, if any.
         user: None,
-        foreground_tty,
-        no_new_privs,
+        foreground_tty: policy.foreground_tty,
+        no_new_privs: policy.no_new_privs,
+        die_with_supervisor: policy.die_with_supervisor,
     };
     let outcome = crate::supervise::run(spec, options);
     drop(keep_alive);

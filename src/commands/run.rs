@@ -4,12 +4,15 @@
 use hushbox_core::Error;
 
 use super::inject::commit;
-use super::{Failure, Outcome, Session, release, resolve_plan, supervise_child};
+use super::{
+    ChildPolicy, Failure, Outcome, Session, end_setup, or_stopped, release, resolve_plan,
+    supervise_child,
+};
 use crate::cli::RunArgs;
 use crate::deliver::child_environment;
 use crate::output::{GenerationWriter, OutputOptions, RunDir};
 use crate::resolve::Backends;
-use crate::supervise::{self, SignalMask, SupervisorOptions};
+use crate::supervise::{self, SignalMask, SupervisorOptions, stop};
 
 /// Blocks signals for the commands that supervise a child. Must run before
 /// any thread starts, so every thread inherits the mask and signals wait for
@@ -17,7 +20,10 @@ use crate::supervise::{self, SignalMask, SupervisorOptions};
 pub fn prepare_signals(command: &crate::cli::Command) -> std::io::Result<Option<SignalMask>> {
     match command {
         crate::cli::Command::Run(_) | crate::cli::Command::Exec(_) => {
-            supervise::block_signals().map(Some)
+            let mask = supervise::block_signals()?;
+            // Until the child exists, TERM/INT/HUP/QUIT end hushbox.
+            supervise::stop::watch()?;
+            Ok(Some(mask))
         }
         _ => Ok(None),
     }
@@ -37,20 +43,31 @@ pub(super) fn run(
         Ok(prepared) => prepared,
         Err(failure) => {
             release(&backends);
-            return Err(failure);
+            return Err(or_stopped(failure));
         }
     };
+    if let Err(failure) = end_setup() {
+        release(&backends);
+        // The private directory goes as it would after the program.
+        let _ = run_dir.remove();
+        return Err(failure);
+    }
     hardening.restore_core_limit();
     let options = SupervisorOptions {
         subreaper: false,
         mask,
     };
+    // The program dies with a SIGKILLed hushbox: its secrets' directory
+    // is gone (or about to be swept) by then.
     let outcome = supervise_child(
         args.command,
         env,
         &options,
-        true,
-        !args.allow_new_privileges,
+        ChildPolicy {
+            foreground_tty: true,
+            no_new_privs: !args.allow_new_privileges,
+            die_with_supervisor: true,
+        },
         &backends,
     );
     // The private directory goes whatever happened to the program.
@@ -76,7 +93,9 @@ fn prepare(
         gid: None,
         mode: plan.output.mode,
         allow_disk: false,
-    })?;
+        lock_timeout: plan.output.lock_timeout,
+    })?
+    .cancel_when(|| stop::received().map(stop::stopped_error));
     let env = child_environment(
         &session.process_env,
         plan,

@@ -2,16 +2,19 @@
 //!
 //! Everything the writer removes is reached with `*at` calls and
 //! `O_NOFOLLOW`, so a symlink planted inside a generation or run directory
-//! is unlinked, never followed: removal cannot reach outside the tree.
+//! is unlinked, never followed: removal cannot reach outside the tree. A
+//! directory whose mode keeps its owner out (a child's `chmod 0555` or
+//! `chmod 0` in a run directory) is opened up through a descriptor before
+//! its entries are removed.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::dir::{Dir, Type};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{Mode, SFlag, fstatat};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat};
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag, fchmod, fchmodat, fstat, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 /// How deep [`remove_tree_at`] descends. The writer's own trees are one level
@@ -103,19 +106,29 @@ pub(crate) fn remove_tree_at(parent: impl AsFd, name: &OsStr) -> nix::Result<()>
     remove_tree_depth(parent.as_fd(), name, 0)
 }
 
-fn remove_tree_depth(
-    parent: std::os::fd::BorrowedFd<'_>,
-    name: &OsStr,
-    depth: usize,
-) -> nix::Result<()> {
+fn remove_tree_depth(parent: BorrowedFd<'_>, name: &OsStr, depth: usize) -> nix::Result<()> {
     if depth > MAX_DEPTH {
         return Err(Errno::ELOOP);
     }
     let fd = match open_dir_at(parent, name) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(()),
+        // Unreadable (mode 0 or 0300): made readable through an O_PATH
+        // descriptor, which needs no permission on the directory itself.
+        Err(Errno::EACCES) => {
+            open_up_unreadable(parent, name)?;
+            open_dir_at(parent, name)?
+        }
         Err(errno) => return Err(errno),
     };
+    // Unlinking an entry needs write and search permission on the
+    // directory; 0555 would leave everything inside it. Errors are left to
+    // the unlinks below, which report them.
+    if let Ok(stat) = fstat(&fd)
+        && stat.st_mode & 0o700 != 0o700
+    {
+        let _ = fchmod(&fd, Mode::S_IRWXU);
+    }
     for (entry, kind) in list(&fd)? {
         match kind {
             Kind::Directory => remove_tree_depth(fd.as_fd(), &entry, depth + 1)?,
@@ -127,6 +140,27 @@ fn remove_tree_depth(
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(errno) => Err(errno),
     }
+}
+
+/// Gives the directory `name` under `parent` mode 0700 without opening it
+/// for reading: an `O_PATH|O_NOFOLLOW` descriptor pins the directory itself
+/// (a symlink swapped in is refused), and the mode is set through its
+/// `/proc/self/fd` entry, which names exactly that inode (`fchmod` refuses
+/// O_PATH descriptors).
+fn open_up_unreadable(parent: BorrowedFd<'_>, name: &OsStr) -> nix::Result<()> {
+    let pinned = openat(
+        parent,
+        name,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let path = format!("/proc/self/fd/{}", pinned.as_raw_fd());
+    fchmodat(
+        AT_FDCWD,
+        path.as_str(),
+        Mode::S_IRWXU,
+        FchmodatFlags::FollowSymlink,
+    )
 }
 
 #[cfg(test)]

@@ -4,17 +4,19 @@
 //! open is made on the descriptor (`fstat`, `fstatfs`), so the directory that
 //! was checked is the one the writer uses even if the path is swapped later.
 
-use std::fs;
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path};
 
 use hushbox_core::{Error, ErrorKind};
+use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, openat};
-use nix::sys::stat::{Mode, fstat};
+use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
 use nix::sys::statfs::{Statfs, fstatfs, statfs};
 use nix::unistd::geteuid;
+
+use super::dirops::{self, Kind};
 
 /// `TMPFS_MAGIC` from `linux/magic.h`.
 pub(crate) const TMPFS_MAGIC: u32 = 0x0102_1994;
@@ -70,49 +72,61 @@ pub(crate) fn filesystem_name(magic: u32) -> String {
 /// Opens the output directory after checking it, creating it (mode 0755)
 /// when it is missing.
 ///
-/// Refuses a symlink, a non-directory, a directory owned by anyone but the
-/// effective user, root or `owner`, and (unless `allow_disk`) a directory
-/// that is not on tmpfs or ramfs.
+/// The path is split into its parent and its last component. The parent is
+/// opened by path (symlinks above the output directory, such as
+/// `/var/run -> /run`, are the administrator's); the last component is only
+/// ever reached relative to the parent's descriptor with `O_NOFOLLOW`:
+/// created with `mkdirat`, opened with `O_NOFOLLOW|O_DIRECTORY`, and from
+/// then on changed through its own descriptor (`fchmod`). A symlink swapped
+/// in between is refused, never followed.
+///
+/// Refuses a path whose last component is `..`, `.` or the root, a symlink
+/// (also when written with a trailing `/` or `/.`), a non-directory, a
+/// directory owned by anyone but the effective user, root or `owner`, a
+/// directory its group or others may write, and (unless `allow_disk`) a
+/// directory that is not on tmpfs or ramfs.
 pub(crate) fn open_output_dir(
     dir: &Path,
     owner: Option<u32>,
     allow_disk: bool,
 ) -> Result<OwnedFd, Error> {
     let subject = dir.display();
-    match fs::symlink_metadata(dir) {
-        Ok(metadata) if metadata.file_type().is_symlink() => {
-            return Err(Error::config(
-                "the output directory is a symlink; hushbox refuses to write through one \
-                 (point the output dir at the real directory)",
-            )
-            .with_subject(subject));
-        }
-        Ok(metadata) if !metadata.is_dir() => {
+    let (parent_path, name) = split_last_component(dir)?;
+    let parent = openat(
+        AT_FDCWD,
+        parent_path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| {
+        Error::io("cannot open the output directory's parent", errno.into())
+            .with_subject(dir.display())
+    })?;
+
+    let created = match dirops::kind_at(&parent, name) {
+        Ok(Some(Kind::Symlink)) => return Err(symlink_refused(dir)),
+        Ok(Some(Kind::Directory)) => false,
+        Ok(Some(_)) => {
             return Err(
                 Error::config("the output path exists and is not a directory")
                     .with_subject(subject),
             );
         }
-        Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => create_dir(dir)?,
-        Err(error) => {
+        Ok(None) => create_dir(&parent, name, dir)?,
+        Err(errno) => {
             return Err(
-                Error::io("cannot inspect the output directory", error).with_subject(subject)
+                Error::io("cannot inspect the output directory", errno.into())
+                    .with_subject(subject),
             );
         }
-    }
+    };
 
-    // O_NOFOLLOW closes the race with the lstat above: if the path became a
-    // symlink since, the open fails with ELOOP instead of following it.
-    let fd = openat(
-        AT_FDCWD,
-        dir,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|errno| match errno {
+    // O_NOFOLLOW closes the race with the check above: if the name became a
+    // symlink since (swapped in by whoever can write the parent), the open
+    // fails instead of following it.
+    let fd = dirops::open_dir_at(&parent, name).map_err(|errno| match errno {
         // With O_DIRECTORY, Linux reports a symlink as ENOTDIR.
-        nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR => Error::config(
+        Errno::ELOOP | Errno::ENOTDIR => Error::config(
             "the output directory became a symlink or a non-directory while it was checked; \
              hushbox refuses to write through one",
         )
@@ -137,6 +151,30 @@ pub(crate) fn open_output_dir(
                  secrets where another user controls the directory"
             ),
         )
+        .with_subject(subject));
+    }
+    if created {
+        // Through the descriptor: the directory just checked is the one
+        // whose mode is set. The umask may have removed bits; the mode is
+        // part of the contract (readers of other users must traverse it).
+        fchmod(&fd, Mode::from_bits_truncate(0o755)).map_err(|errno| {
+            Error::io("cannot set the output directory's mode", errno.into())
+                .with_subject(dir.display())
+        })?;
+    } else if stat.st_mode & 0o022 != 0 {
+        // Whoever may write the directory may rename `..data` or a link
+        // over ours and serve their own values; the sticky bit does not
+        // stop the directory's owner, nor anyone from planting a name
+        // hushbox has not made yet.
+        return Err(Error::config(format!(
+            "the output directory is writable by its group or by others (mode {:04o}), so \
+             another user could replace the secrets hushbox writes there; make it writable by \
+             its owner only (`chmod go-w {}`), or mount the tmpfs with `mode=0755` \
+             (Docker: `--tmpfs /run/secrets:mode=0755`, or `mode=0700,uid=UID` for the app's \
+             user alone; Docker's default `--tmpfs` mode is 1777)",
+            stat.st_mode & 0o7777,
+            dir.display(),
+        ))
         .with_subject(subject));
     }
 
@@ -164,30 +202,62 @@ pub(crate) fn open_output_dir(
     Ok(fd)
 }
 
-/// Creates the last component of `dir` with mode 0755. Parents are not
+fn symlink_refused(dir: &Path) -> Error {
+    Error::config(
+        "the output directory is a symlink; hushbox refuses to write through one \
+         (point the output dir at the real directory)",
+    )
+    .with_subject(dir.display())
+}
+
+/// The parent of `dir` and the name of its last component, after the
+/// lexical normalisation `Path::components` does (repeated and trailing
+/// slashes, and `.` components, vanish). `link/` and `link/.` thus name
+/// `link` itself, which is then checked like any other last component,
+/// instead of being resolved through by the kernel.
+fn split_last_component(dir: &Path) -> Result<(&Path, &OsStr), Error> {
+    let mut components = dir.components();
+    match components.next_back() {
+        Some(Component::Normal(name)) => {
+            let parent = components.as_path();
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            Ok((parent, name))
+        }
+        _ => Err(Error::config(
+            "the output directory's path ends in `..`, `.` or `/`, so its last component \
+             cannot be checked; name the directory itself (for example /run/secrets)",
+        )
+        .with_subject(dir.display())),
+    }
+}
+
+/// Creates `name` under `parent` with mode 0755 (narrowed by the umask
+/// until the caller's `fchmod`); returns whether it did. Parents are not
 /// created: a mistyped path should fail here, not plant directories.
-fn create_dir(dir: &Path) -> Result<(), Error> {
-    match fs::DirBuilder::new().mode(0o755).create(dir) {
+fn create_dir(parent: impl AsFd, name: &OsStr, dir: &Path) -> Result<bool, Error> {
+    match mkdirat(parent, name, Mode::from_bits_truncate(0o755)) {
         Ok(()) => {
-            // The umask may have removed bits; the mode is part of the
-            // contract (readers of other users must traverse it).
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|error| {
-                Error::io("cannot set the output directory's mode", error)
-                    .with_subject(dir.display())
-            })?;
             tracing::debug!(dir = %dir.display(), "created output directory");
-            Ok(())
+            Ok(true)
         }
         // Someone created it meanwhile: the checks after this still apply.
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(error) => {
-            Err(Error::io("cannot create the output directory", error).with_subject(dir.display()))
-        }
+        Err(Errno::EEXIST) => Ok(false),
+        Err(errno) => Err(
+            Error::io("cannot create the output directory", errno.into())
+                .with_subject(dir.display()),
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -232,6 +302,25 @@ mod tests {
         let error = open_output_dir(&deep, None, false).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
         assert!(!base.path().join("missing").exists());
+    }
+
+    #[test]
+    fn the_last_component_is_split_after_normalisation() {
+        for (dir, parent, name) in [
+            ("/run/secrets", "/run", "secrets"),
+            ("/run/secrets/", "/run", "secrets"),
+            ("/run/secrets/.", "/run", "secrets"),
+            ("/run//secrets//./", "/run", "secrets"),
+            ("secrets", ".", "secrets"),
+            ("./secrets/", ".", "secrets"),
+        ] {
+            let (p, n) = split_last_component(Path::new(dir)).unwrap();
+            assert_eq!((p, n), (Path::new(parent), OsStr::new(name)), "{dir}");
+        }
+        for dir in ["/", ".", "..", "/run/..", "/run/secrets/.."] {
+            let error = split_last_component(Path::new(dir)).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{dir}");
+        }
     }
 
     #[test]

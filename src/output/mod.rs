@@ -15,6 +15,7 @@ mod run_dir;
 mod writer;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use fs_check::is_memory_filesystem;
 pub use names::validate_secret_name;
@@ -25,7 +26,7 @@ pub use writer::GenerationWriter;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputOptions {
     /// The output directory (`/run/secrets`). Created if missing (mode 0755);
-    /// must not be a symlink.
+    /// must not be a symlink, nor writable by its group or others.
     pub dir: PathBuf,
     /// Owner of written files and generation directories (needs root or
     /// `CAP_CHOWN`); `None` keeps the writing process's uid.
@@ -39,6 +40,9 @@ pub struct OutputOptions {
     /// Allows an output directory that is not on tmpfs or ramfs. Skips only
     /// that check.
     pub allow_disk: bool,
+    /// How long a commit waits for the directory's lock while another
+    /// writer holds it, before it fails naming the holder.
+    pub lock_timeout: Duration,
 }
 
 /// What [`GenerationWriter::commit`] did.

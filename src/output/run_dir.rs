@@ -1,15 +1,18 @@
-//! The private per-run directory of `hushbox run`.
+//! The private per-run directory of `hushbox run`, and the sweep of those a
+//! killed run left behind.
 
-use std::ffi::OsString;
-use std::fs;
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use hushbox_core::{Environment, Error};
-use nix::fcntl::AT_FDCWD;
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag, openat, renameat};
+use nix::sys::stat::{Mode, SFlag, fchmod, fstat, mkdirat};
+use nix::unistd::geteuid;
 
-use super::dirops;
+use super::dirops::{self, Kind};
 use super::fs_check::is_memory_filesystem;
 use super::names::random_suffix;
 
@@ -17,13 +20,23 @@ use super::names::random_suffix;
 const SHM: &str = "/dev/shm";
 /// How many random names to try before giving up.
 const NAME_ATTEMPTS: usize = 16;
+/// What every run directory's name starts with.
+const PREFIX: &str = "hushbox-run.";
+/// The lock file inside a run directory, held (`flock`) by the hushbox that
+/// made it for as long as it lives: the kernel drops the lock when the
+/// process dies, however it dies, which is what marks the directory stale.
+const RUN_LOCK: &str = "..run.lock";
+/// Where the lock file is made and locked before it is renamed into place,
+/// so that no sweeper ever sees `..run.lock` unlocked in a live directory.
+const RUN_LOCK_NEW: &str = "..run.lock.new";
 
 /// A private per-run directory for `hushbox run`: `$XDG_RUNTIME_DIR` when
 /// it is tmpfs/ramfs, else /dev/shm; named `hushbox-run.<random>`, mode
 /// 0700; removed (recursively) on drop and by [`RunDir::remove`].
 ///
 /// Removal never follows symlinks, so a link the child left inside cannot
-/// make hushbox delete anything outside the directory.
+/// make hushbox delete anything outside the directory; and it opens up
+/// directories the child made read-only, so nothing is left inside them.
 #[derive(Debug)]
 pub struct RunDir {
     /// The directory holding the run directory.
@@ -31,46 +44,60 @@ pub struct RunDir {
     /// The run directory's own name under `base`.
     name: OsString,
     path: PathBuf,
+    /// `..run.lock`, locked while this run lives.
+    _lock: File,
     removed: bool,
 }
 
 impl RunDir {
-    /// Creates the directory.
+    /// Creates the directory, after sweeping the stale ones of this user.
     ///
     /// # Behavior
     /// - Uses `$XDG_RUNTIME_DIR` when it is set to an absolute path of a
     ///   directory on tmpfs or ramfs, else `/dev/shm`.
     /// - Refuses (fails) when `/dev/shm` is needed and is not tmpfs/ramfs:
     ///   `run` exists to keep secrets off the disk.
-    /// - The directory is created fresh (never reused) with mode exactly 0700.
+    /// - First removes every stale run directory there: named
+    ///   `hushbox-run.<12 letters or digits>`, a real directory (not a
+    ///   symlink), owned by the effective user, holding a `..run.lock` that
+    ///   no process holds any more (its run was killed, by SIGKILL or a
+    ///   crash, before it could clean up). Other users' directories, live
+    ///   runs, and directories without the lock file are left alone.
+    /// - The directory is created fresh (never reused) with mode exactly
+    ///   0700, and holds `..run.lock`, locked until the process ends.
     pub fn create(env: &Environment) -> Result<Self, Error> {
         let base = choose_base(env)?;
+        let base_fd = dirops::open_dir_at(AT_FDCWD, base.as_os_str()).map_err(|errno| {
+            Error::io("cannot open the run directory's parent", errno.into())
+                .with_subject(base.display())
+        })?;
+        sweep_stale(&base_fd, &base);
         for _ in 0..NAME_ATTEMPTS {
-            let name = OsString::from(format!("hushbox-run.{}", random_suffix()));
+            let name = OsString::from(format!("{PREFIX}{}", random_suffix()));
             let path = base.join(&name);
-            // mkdir fails on an existing entry, symlinks included, so a name
-            // planted in a shared /dev/shm is never taken over.
-            match fs::DirBuilder::new().mode(0o700).create(&path) {
+            // mkdirat fails on an existing entry, symlinks included, so a
+            // name planted in a shared /dev/shm is never taken over.
+            match mkdirat(&base_fd, name.as_os_str(), Mode::S_IRWXU) {
                 Ok(()) => {
-                    let run_dir = Self {
+                    let lock = lock_new_dir(&base_fd, &name).map_err(|errno| {
+                        // Nothing is in it yet: a failed removal leaves an
+                        // empty directory at worst.
+                        let _ = dirops::remove_tree_at(&base_fd, &name);
+                        Error::io("cannot prepare the run directory", errno.into())
+                            .with_subject(path.display())
+                    })?;
+                    tracing::debug!(dir = %path.display(), "created run directory");
+                    return Ok(Self {
                         base,
                         name,
                         path,
+                        _lock: lock,
                         removed: false,
-                    };
-                    // The umask may have narrowed the mode; 0700 is the contract.
-                    fs::set_permissions(&run_dir.path, fs::Permissions::from_mode(0o700)).map_err(
-                        |error| {
-                            Error::io("cannot set the run directory's mode", error)
-                                .with_subject(run_dir.path.display())
-                        },
-                    )?;
-                    tracing::debug!(dir = %run_dir.path.display(), "created run directory");
-                    return Ok(run_dir);
+                    });
                 }
-                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(error) => {
-                    return Err(Error::io("cannot create the run directory", error)
+                Err(Errno::EEXIST) => continue,
+                Err(errno) => {
+                    return Err(Error::io("cannot create the run directory", errno.into())
                         .with_subject(path.display()));
                 }
             }
@@ -116,6 +143,93 @@ impl Drop for RunDir {
             tracing::warn!(%error, "cannot remove the run directory");
         }
     }
+}
+
+/// Gives the new directory `name` its exact mode (the umask may have
+/// narrowed it) through a descriptor, and its held `..run.lock`: made and
+/// locked under another name, then renamed into place.
+fn lock_new_dir(base: impl AsFd, name: &OsStr) -> nix::Result<File> {
+    let dir = dirops::open_dir_at(base, name)?;
+    fchmod(&dir, Mode::S_IRWXU)?;
+    let lock = File::from(openat(
+        &dir,
+        RUN_LOCK_NEW,
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::S_IRUSR | Mode::S_IWUSR,
+    )?);
+    // Nobody else can have this fresh file open, so this does not wait.
+    lock.lock()
+        .map_err(|error| error.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
+    renameat(&dir, RUN_LOCK_NEW, &dir, RUN_LOCK)?;
+    Ok(lock)
+}
+
+/// Whether `name` has the shape [`RunDir::create`] gives its directories.
+fn is_run_dir_name(name: &OsStr) -> bool {
+    name.to_str()
+        .and_then(|name| name.strip_prefix(PREFIX))
+        .is_some_and(|suffix| {
+            suffix.len() == 12 && suffix.bytes().all(|byte| byte.is_ascii_alphanumeric())
+        })
+}
+
+/// Removes the run directories under `base` that a dead run of this user
+/// left (see [`RunDir::create`]). Best effort: what cannot be inspected or
+/// removed is logged and left.
+fn sweep_stale(base_fd: &OwnedFd, base: &Path) {
+    let entries = match dirops::list(base_fd) {
+        Ok(entries) => entries,
+        Err(errno) => {
+            tracing::debug!(dir = %base.display(), %errno, "cannot list for stale run directories");
+            return;
+        }
+    };
+    let euid = geteuid().as_raw();
+    for (name, kind) in entries {
+        // A symlink is never followed, whatever it points to.
+        if kind != Kind::Directory || !is_run_dir_name(&name) {
+            continue;
+        }
+        let Some(_held) = stale_lock(base_fd, &name, euid) else {
+            continue;
+        };
+        // The lock stays held while the directory goes, so a second
+        // sweeper skips it.
+        let path = base.join(&name);
+        match dirops::remove_tree_at(base_fd, &name) {
+            Ok(()) => {
+                tracing::info!(dir = %path.display(), "removed the run directory of a run that was killed")
+            }
+            Err(errno) => {
+                tracing::warn!(dir = %path.display(), %errno, "cannot remove a stale run directory")
+            }
+        }
+    }
+}
+
+/// The lock of the run directory `name` when the directory is ours and its
+/// run is dead: a directory owned by `euid` whose `..run.lock` is a regular
+/// file of ours that this call could lock. `None` for anything else.
+fn stale_lock(base_fd: &OwnedFd, name: &OsStr, euid: u32) -> Option<File> {
+    let dir = dirops::open_dir_at(base_fd, name).ok()?;
+    if fstat(&dir).ok()?.st_uid != euid {
+        return None;
+    }
+    let lock = openat(
+        &dir,
+        RUN_LOCK,
+        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let stat = fstat(&lock).ok()?;
+    let regular = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+    if !regular || stat.st_uid != euid {
+        return None;
+    }
+    let lock = File::from(lock);
+    lock.try_lock().ok()?;
+    Some(lock)
 }
 
 /// `$XDG_RUNTIME_DIR` if it is an absolute directory on a memory filesystem,

@@ -6,12 +6,15 @@
 //!     db_password                       mode/owner set before the first byte
 //! ..data -> ..2026_05_01_12_00_00.Xy3kQ9aBc0De
 //! db_password -> ..data/db_password     what users open
+//! ..lock                                the commit lock (0600, flock)
 //! ```
 //! A commit writes a fresh generation, then renames one symlink (`..data`)
 //! over the old one. `rename(2)` is atomic, so a reader that resolves
 //! `..data` once sees either the whole old generation or the whole new one.
 //! Files are never rewritten in place: a reader holding an old file keeps
-//! reading it whole after the generation is pruned.
+//! reading it whole after the generation is pruned, and a replaced
+//! generation is pruned only once it has been replaced for a second and
+//! another swap has followed.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -20,12 +23,12 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use hushbox_core::{Error, ErrorKind, SecretValue};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat, readlinkat, renameat};
-use nix::sys::stat::{Mode, SFlag, fchmod, fstat, mkdirat};
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
+use nix::sys::stat::{Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{Gid, Uid, fchown, fsync, geteuid, symlinkat};
 
 use super::dirops::{self, Kind};
@@ -33,6 +36,15 @@ use super::fs_check::open_output_dir;
 use super::names::{generation_name, is_generation_name, random_suffix, validate_names};
 use super::{Commit, OutputOptions};
 
+/// The lock file that serialises commits (mode 0600).
+const LOCK: &str = "..lock";
+/// How long a replaced generation stays for readers that resolved `..data`
+/// before the swap (the one just replaced stays until the next swap anyway).
+const RETAIN_FOR: Duration = Duration::from_secs(1);
+/// The most replaced generations kept, however fast commits come.
+const RETAIN_AT_MOST: usize = 64;
+/// How long the lock wait sleeps between tries.
+const LOCK_RETRY: Duration = Duration::from_millis(10);
 /// The symlink whose rename commits a generation.
 const DATA: &str = "..data";
 /// Where the next `..data` is built before it is renamed into place.
@@ -54,7 +66,7 @@ const NAME_ATTEMPTS: usize = 16;
 /// `name -> ..data/name` symlink per secret, which is what users open.
 /// Commits from several
 /// writers (threads or processes) on one directory are serialised by an
-/// exclusive `flock` on the directory.
+/// exclusive `flock` on `..lock`, a 0600 file in it.
 #[derive(Debug)]
 pub struct GenerationWriter {
     dir: PathBuf,
@@ -65,6 +77,10 @@ pub struct GenerationWriter {
     uid: Option<u32>,
     gid: Option<u32>,
     mode: u32,
+    lock_timeout: Duration,
+    /// Asked between tries while the lock is held elsewhere: an error ends
+    /// the wait with it (a stop signal during `exec`'s setup).
+    cancel: Option<fn() -> Option<Error>>,
 }
 
 impl GenerationWriter {
@@ -76,7 +92,9 @@ impl GenerationWriter {
     ///   the effective uid, root or `options.uid`.
     /// - Refuses a directory that is not on tmpfs or ramfs, unless
     ///   `options.allow_disk`, which skips that check only.
-    /// - Refuses a mode with bits outside `0o777` (setuid, setgid, sticky).
+    /// - Refuses a directory its group or others may write (mode `0o022`).
+    /// - Refuses a mode with bits outside `0o777` (setuid, setgid, sticky),
+    ///   and a uid or gid of 4294967295, which `chown` reads as "unchanged".
     pub fn open(options: OutputOptions) -> Result<Self, Error> {
         let OutputOptions {
             dir,
@@ -84,7 +102,15 @@ impl GenerationWriter {
             gid,
             mode,
             allow_disk,
+            lock_timeout,
         } = options;
+        if uid == Some(u32::MAX) || gid == Some(u32::MAX) {
+            return Err(Error::config(
+                "uid/gid 4294967295 is (uid_t)-1, which chown reads as \"leave unchanged\"; \
+                 give a real id",
+            )
+            .with_subject(dir.display()));
+        }
         if mode & !0o777 != 0 {
             return Err(Error::config(format!(
                 "file mode {mode:#o} has bits outside 0777 (setuid, setgid or sticky); \
@@ -107,7 +133,16 @@ impl GenerationWriter {
             uid,
             gid,
             mode,
+            lock_timeout,
+            cancel: None,
         })
+    }
+
+    /// Makes the wait for the directory's lock end early with the error
+    /// `check` returns, once it returns one (asked between tries).
+    pub fn cancel_when(mut self, check: fn() -> Option<Error>) -> Self {
+        self.cancel = Some(check);
+        self
     }
 
     /// Commits one complete generation: exactly these files, atomically.
@@ -183,8 +218,10 @@ impl GenerationWriter {
     ///
     /// Removes user-visible links that point into `..data`, then `..data`
     /// and the temporary links, then every generation directory. Other
-    /// entries, and the output directory itself, are left alone. Tries every
-    /// removal and reports the first failure.
+    /// entries, the lock file (`..lock`: removing a lock file another
+    /// writer may wait on would let two writers in at once) and the output
+    /// directory itself are left alone. Tries every removal and reports the
+    /// first failure.
     pub fn remove_all(&self) -> Result<(), Error> {
         let _lock = self.lock()?;
         let entries = dirops::list(&self.dir_fd)
@@ -219,23 +256,96 @@ impl GenerationWriter {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Takes the directory's exclusive lock on a fresh open file
-    /// description: `flock` excludes other descriptions, so a fresh one per
-    /// call serialises threads of this process as well as other processes.
-    /// The lock is released when the returned file is dropped.
+    /// Takes the directory's exclusive lock: `flock` on `..lock`, a 0600
+    /// file inside it that only its owner (and root) can open. (A lock on
+    /// the directory itself could be taken by anyone who may read it, and
+    /// would stall every commit for as long as they liked.)
+    ///
+    /// A fresh open file description per call: `flock` excludes other
+    /// descriptions, so this serialises threads of this process as well as
+    /// other processes. While another writer holds the lock, tries again
+    /// every few milliseconds for at most `lock_timeout`, then fails naming
+    /// the holder's pid when the kernel tells it. The lock is released when
+    /// the returned file is dropped.
     fn lock(&self) -> Result<File, Error> {
         let fd = openat(
             &self.dir_fd,
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
+            LOCK,
+            OFlag::O_RDWR
+                | OFlag::O_CREAT
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
         )
-        .map_err(|errno| self.os_error("cannot open the output directory", errno, ""))?;
-        let file = File::from(fd);
-        file.lock().map_err(|error| {
-            Error::io("cannot lock the output directory", error).with_subject(self.dir.display())
+        .map_err(|errno| match errno {
+            Errno::EACCES => Error::new(
+                ErrorKind::PermissionDenied,
+                "cannot open the lock file: it belongs to another user (an earlier hushbox \
+                 run as another user?); remove it if no hushbox is writing here",
+            )
+            .with_subject(self.dir.join(LOCK).display()),
+            errno => self.os_error("cannot open the lock file", errno, LOCK),
         })?;
-        Ok(file)
+        let stat = fstat(&fd)
+            .map_err(|errno| self.os_error("cannot inspect the lock file", errno, LOCK))?;
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+            return Err(Error::config(
+                "the lock file is not a regular file, so hushbox did not make it; move it away",
+            )
+            .with_subject(self.dir.join(LOCK).display()));
+        }
+        if stat.st_mode & 0o077 != 0 {
+            // Made by hand, or by an older hushbox: narrowed, so no other
+            // user can open it to take the lock from now on.
+            fchmod(&fd, Mode::from_bits_truncate(0o600)).map_err(|errno| {
+                self.os_error("cannot narrow the lock file's mode", errno, LOCK)
+            })?;
+        }
+        let file = File::from(fd);
+        let started = Instant::now();
+        let mut announced = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(error)) => {
+                    return Err(Error::io("cannot lock the output directory", error)
+                        .with_subject(self.dir.display()));
+                }
+            }
+            if let Some(error) = self.cancel.and_then(|check| check()) {
+                return Err(error);
+            }
+            let waited = started.elapsed();
+            if waited >= self.lock_timeout {
+                return Err(self.lock_timed_out(&stat));
+            }
+            if !announced {
+                tracing::info!(
+                    dir = %self.dir.display(),
+                    timeout = ?self.lock_timeout,
+                    "another writer holds the output directory; waiting for the lock"
+                );
+                announced = true;
+            }
+            std::thread::sleep(LOCK_RETRY.min(self.lock_timeout - waited));
+        }
+    }
+
+    fn lock_timed_out(&self, stat: &nix::sys::stat::FileStat) -> Error {
+        let holder = lock_holder(stat.st_dev, stat.st_ino)
+            .map_or_else(|| "another process".to_owned(), |pid| format!("pid {pid}"));
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "the output directory is locked by {holder} (another hushbox writing to it) and \
+                 stayed locked for {:?}; if that process hangs, stop it, or raise \
+                 `lock_timeout` in [output]",
+                self.lock_timeout
+            ),
+        )
+        .with_subject(self.dir.display())
     }
 
     /// Removes temporary links a crashed commit may have left.
@@ -545,10 +655,23 @@ impl GenerationWriter {
         Ok(removed)
     }
 
-    /// Removes every generation directory but `keep`: the one just
-    /// replaced, and any a crash left behind. A failure here leaves old
-    /// files on the tmpfs but does not undo the commit, so it is logged.
-    fn prune_generations(&self, keep: &str) {
+    /// Removes old generations, keeping `current`, the generation it
+    /// replaced, and any generation replaced less than [`RETAIN_FOR`] ago
+    /// (at most [`RETAIN_AT_MOST`] in all). Generations newer than
+    /// `current` were never committed (a crash left them) and go too.
+    ///
+    /// Why keep replaced ones: a reader whose path walk read `..data` just
+    /// before a swap opens the file inside the generation it named a moment
+    /// later. On a loaded machine that moment is a scheduling delay, which
+    /// is bounded in time, not in commits: pruning at once made such opens
+    /// fail with ENOENT, and so did keeping a fixed number of generations
+    /// when commits came fast (measured; see `tests/attack_output.rs`).
+    ///
+    /// A generation was replaced when the next newer one was committed,
+    /// which is when that one was last modified (its files are made just
+    /// before its swap). A failure here leaves old files on the tmpfs but
+    /// does not undo the commit, so it is logged.
+    fn prune_generations(&self, current: &str) {
         let entries = match dirops::list(&self.dir_fd) {
             Ok(entries) => entries,
             Err(errno) => {
@@ -560,12 +683,48 @@ impl GenerationWriter {
                 return;
             }
         };
-        for (entry, kind) in entries {
-            let Some(name) = entry.to_str() else { continue };
-            if kind != Kind::Directory || name == keep || !is_generation_name(name) {
-                continue;
+        let modified = |name: &str| {
+            fstatat(&self.dir_fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map(|stat| (stat.st_mtime, stat.st_mtime_nsec))
+                .unwrap_or((0, 0))
+        };
+        // Newest first. The name breaks ties, so the order is total.
+        let mut generations: Vec<((i64, i64), String)> = entries
+            .into_iter()
+            .filter_map(|(entry, kind)| {
+                let name = entry.into_string().ok()?;
+                (kind == Kind::Directory && is_generation_name(&name)).then_some(name)
+            })
+            .map(|name| (modified(&name), name))
+            .collect();
+        generations.sort_unstable_by(|a, b| b.cmp(a));
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let Some(position) = generations.iter().position(|(_, name)| name == current) else {
+            return;
+        };
+        let mut kept = 0;
+        let mut replaced_at = generations[position].0;
+        let mut prune: Vec<&str> = generations[..position]
+            .iter()
+            .map(|(_, name)| name.as_str())
+            .collect();
+        for (modified, name) in &generations[position + 1..] {
+            let replaced = Duration::new(
+                u64::try_from(replaced_at.0).unwrap_or(0),
+                u32::try_from(replaced_at.1).unwrap_or(0),
+            );
+            let recent = now.saturating_sub(replaced) < RETAIN_FOR;
+            if kept < RETAIN_AT_MOST && (kept == 0 || recent) {
+                kept += 1;
+                replaced_at = *modified;
+            } else {
+                prune.push(name);
             }
-            match dirops::remove_tree_at(&self.dir_fd, &entry) {
+        }
+        for name in prune {
+            match dirops::remove_tree_at(&self.dir_fd, OsStr::new(name)) {
                 Ok(()) => {
                     tracing::debug!(
                         dir = %self.dir.display(),
@@ -717,6 +876,7 @@ mod tests {
             gid: None,
             mode: 0o400,
             allow_disk: false,
+            lock_timeout: Duration::from_secs(10),
         })
         .unwrap()
     }
@@ -725,7 +885,7 @@ mod tests {
         let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .filter(|name| name.starts_with(".."))
+            .filter(|name| name.starts_with("..") && name != LOCK)
             .collect();
         names.sort();
         names
@@ -823,11 +983,32 @@ mod tests {
                 });
             }
         });
+        // ..data, the current generation, and at most RETAIN_AT_MOST
+        // replaced ones.
         let dots = dot_entries(base.path());
-        assert_eq!(dots.len(), 2, "{dots:?}");
+        assert!((2..=2 + RETAIN_AT_MOST).contains(&dots.len()), "{dots:?}");
         assert_eq!(
             fs::read(base.path().join("a")).unwrap().len(),
             "writer 0 round 99".len()
         );
     }
+}
+
+/// The pid holding a `flock` on the file `(dev, ino)`, from `/proc/locks`
+/// (`1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF`), if the kernel shows
+/// one. Waiters' lines (`1: -> FLOCK …`) are skipped.
+fn lock_holder(dev: u64, ino: u64) -> Option<u32> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let wanted = format!(
+        "{:02x}:{:02x}:{ino}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        (fields.get(5) == Some(&wanted.as_str())).then(|| fields.get(4)?.parse().ok())?
+    })
 }

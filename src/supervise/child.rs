@@ -33,6 +33,8 @@ pub(super) struct Started {
 struct ChildSetup {
     take_terminal: bool,
     no_new_privs: bool,
+    /// The supervisor's pid, when the child must die with it.
+    die_with: Option<libc::pid_t>,
     credentials: Option<(Uid, Gid, Vec<Gid>)>,
     mask: SigSet,
     highest_signal: libc::c_int,
@@ -54,12 +56,14 @@ pub(super) fn spawn(spec: ChildSpec, mask: &SignalMask) -> Result<Started, Spawn
         user,
         foreground_tty,
         no_new_privs,
+        die_with_supervisor,
     } = spec;
     let take_terminal = foreground_tty && we_own_the_terminal();
     let uid = user.as_ref().map(|credentials| credentials.uid);
     let setup = ChildSetup {
         take_terminal,
         no_new_privs,
+        die_with: die_with_supervisor.then(|| std::process::id() as libc::pid_t),
         credentials: user.map(|Credentials { uid, gid, groups }| {
             let groups = groups.into_iter().map(Gid::from_raw).collect();
             (Uid::from_raw(uid), Gid::from_raw(gid), groups)
@@ -164,6 +168,20 @@ fn prepare_child(setup: &ChildSetup) -> io::Result<()> {
         let set = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
         if set != 0 {
             return Err(io::Error::last_os_error());
+        }
+    }
+    // After the privilege drop, which would clear it. The kernel sends it
+    // when the thread that forked us exits: the supervisor loop's, which
+    // lives until the child is reaped.
+    if let Some(supervisor) = setup.die_with {
+        // SAFETY: prctl(2) with PR_SET_PDEATHSIG takes integers only.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Died between the fork and the prctl: no signal will come.
+        // SAFETY: getppid(2) takes no arguments.
+        if unsafe { libc::getppid() } != supervisor {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
     }
 

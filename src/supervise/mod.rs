@@ -20,6 +20,7 @@
 
 mod child;
 mod signals;
+pub mod stop;
 mod user;
 
 use std::ffi::OsString;
@@ -55,6 +56,11 @@ pub struct ChildSpec {
     /// before exec: no setuid binary or file capability can raise the
     /// privileges of the program or anything it starts.
     pub no_new_privs: bool,
+    /// Kill the child (SIGKILL, `PR_SET_PDEATHSIG`) should hushbox die first
+    /// without forwarding anything, as on SIGKILL, so it cannot outlive the
+    /// run directory its secrets are in (for `run`). Not for `exec`: as PID
+    /// 1, hushbox's death ends the container anyway.
+    pub die_with_supervisor: bool,
 }
 
 impl fmt::Debug for ChildSpec {
@@ -69,6 +75,7 @@ impl fmt::Debug for ChildSpec {
             )
             .field("user", &self.user)
             .field("foreground_tty", &self.foreground_tty)
+            .field("die_with_supervisor", &self.die_with_supervisor)
             .finish_non_exhaustive()
     }
 }

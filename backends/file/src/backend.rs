@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::fs::File;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use hushbox_core::{
@@ -81,8 +82,8 @@ fn format_of(location: &SecretRef) -> Format {
     }
 }
 
-/// Reads `path` whole, refusing more than `limit` bytes, once `trust`
-/// accepts it. Blocking.
+/// Reads `path` whole, refusing more than `limit` bytes, and anything
+/// but a regular file, once `trust` accepts it. Blocking.
 ///
 /// A file decides a secret's value, so one that another user owns or may
 /// rewrite (or that sits where another user may replace it) is refused, as
@@ -90,7 +91,10 @@ fn format_of(location: &SecretRef) -> Format {
 /// planted: kubelet and Compose secret mounts are symlinks into a data
 /// directory.
 ///
-/// The file's length sizes the buffer before the read, so the value is never
+/// The open is non-blocking, so a FIFO (whose open would wait for a writer
+/// forever) opens at once and is then refused like a device or a socket:
+/// none of them is a secret at rest, and reading one may never end. The
+/// file's length sizes the buffer before the read, so the value is never
 /// copied by a growing buffer; a file that grows while it is read still
 /// cannot go past the limit, since `read_bounded` counts what it reads.
 fn read_file(trust: &Trust, path: &Path, limit: usize) -> Result<SecretValue, FileError> {
@@ -112,10 +116,16 @@ fn read_opened(mut file: File, path: &Path, limit: usize) -> Result<SecretValue,
             path: path.to_owned(),
         });
     }
+    if !metadata.is_file() {
+        return Err(FileError::NotRegular {
+            path: path.to_owned(),
+            kind: kind_of(&metadata.file_type()),
+        });
+    }
     let length = usize::try_from(metadata.len()).unwrap_or(usize::MAX);
-    // A regular file's length is known: refuse before reading a byte. Pipes
-    // and devices report 0 and are caught by the bounded read instead.
-    if metadata.is_file() && length > limit {
+    // A regular file's length is known: refuse before reading a byte. Some
+    // (in /proc and /sys) report 0 and are caught by the bounded read.
+    if length > limit {
         return Err(FileError::TooLarge {
             path: path.to_owned(),
             limit,
@@ -124,6 +134,21 @@ fn read_opened(mut file: File, path: &Path, limit: usize) -> Result<SecretValue,
     tracing::debug!(path = %path.display(), "reading the secret file");
     SecretValue::read_bounded(&mut file, length, limit)
         .map_err(|error| FileError::read(path, error))
+}
+
+/// What a non-regular, non-directory file is, for the error message.
+fn kind_of(file_type: &std::fs::FileType) -> &'static str {
+    if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
 }
 
 impl fmt::Debug for FileBackend {
@@ -281,16 +306,36 @@ mod tests {
     }
 
     #[test]
-    fn a_source_longer_than_its_length_is_still_bounded() {
-        // Pipes and devices report length 0; /dev/zero never ends.
-        let error = read_file(&Trust::default(), Path::new("/dev/zero"), 1000).unwrap_err();
-        assert!(matches!(error, FileError::TooLarge { limit: 1000, .. }));
+    fn a_regular_file_that_reports_no_length_is_still_bounded() {
+        // Files in /proc report length 0 and have more to read.
+        let error = read_file(&Trust::default(), Path::new("/proc/self/maps"), 16).unwrap_err();
+        assert!(matches!(error, FileError::TooLarge { limit: 16, .. }));
+    }
+
+    #[test]
+    fn fifos_and_devices_are_refused_without_blocking() {
+        // Opening a FIFO for reading waits for a writer, forever: the
+        // non-blocking open returns at once and the FIFO is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for (path, kind) in [
+            (fifo.as_path(), "a FIFO"),
+            (Path::new("/dev/zero"), "a character device"),
+        ] {
+            let error = Error::from(read_file(&Trust::default(), path, 1000).unwrap_err());
+            assert_eq!(error.kind(), ErrorKind::Config, "{path:?}");
+            let message = error.to_string();
+            assert!(message.contains("not a regular file"), "{message}");
+            assert!(message.contains(kind), "{message}");
+            assert!(message.contains(&path.display().to_string()), "{message}");
+        }
     }
 
     #[tokio::test]
     async fn the_default_limit_is_the_core_default() {
         let f = fixture(FileConfig::default());
-        let file = File::create(f.dir.path().join("big")).unwrap();
+        let file = std::fs::File::create(f.dir.path().join("big")).unwrap();
         file.set_len(hushbox_core::DEFAULT_SIZE_LIMIT as u64 + 1)
             .unwrap();
         let error = f.fetch("file://big").await.unwrap_err();

@@ -19,6 +19,8 @@ pub(crate) enum FileError {
     },
     /// The path names a directory.
     IsDirectory { path: PathBuf },
+    /// The path names a FIFO, a device or a socket.
+    NotRegular { path: PathBuf, kind: &'static str },
     /// The file is larger than the limit.
     TooLarge { path: PathBuf, limit: usize },
     /// The blocking read did not complete (its task panicked or the runtime
@@ -101,6 +103,11 @@ impl From<FileError> for Error {
             }
             FileError::IsDirectory { path } => Error::config(format!(
                 "{} is a directory; a file reference must name a file",
+                path.display()
+            )),
+            FileError::NotRegular { path, kind } => Error::config(format!(
+                "{} is {kind}, not a regular file; a file reference must name a file at rest \
+                 (reading a FIFO or a device may never end)",
                 path.display()
             )),
             FileError::TooLarge { path, limit } => Error::new(

@@ -107,6 +107,8 @@ fn run_editor(session: &Session, path: &Path, mask: supervise::SignalMask) -> Re
         foreground_tty: true,
         // The user's own editor, run as the user: nothing to protect.
         no_new_privs: false,
+        // The plaintext is in the run directory: the editor goes with us.
+        die_with_supervisor: true,
     };
     let code = supervise::run(
         spec,
