@@ -483,15 +483,18 @@ fn a_stop_signal_while_a_fetch_hangs_ends_exec_within_a_second() {
         (Signal::SIGQUIT, 131),
     ] {
         let (address, connected) = silent_server();
-        let mut exec = hushbox_in(project_dir.path(), &["exec", "--", "true"])
-            .env("VAULT_ADDR", &address)
-            .env("VAULT_TOKEN", "test-token")
-            .env("DB_PASSWORD", "vault://secret/app#password")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut exec = hushbox_in(
+            project_dir.path(),
+            &["exec", "--resolve-env", "DB_PASSWORD", "--", "true"],
+        )
+        .env("VAULT_ADDR", &address)
+        .env("VAULT_TOKEN", "test-token")
+        .env("DB_PASSWORD", "vault://secret/app#password")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
         connected
             .recv_timeout(HANG)
             .expect("hushbox never reached the server");
@@ -521,16 +524,19 @@ fn sigterm_while_setup_is_stuck_in_a_blocking_open_ends_exec_within_the_grace() 
     let base = tmpfs_dir();
     let fifo = base.path().join("ca.pem");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let mut exec = hushbox_in(base.path(), &["exec", "--", "true"])
-        .env("VAULT_ADDR", "https://127.0.0.1:1")
-        .env("VAULT_TOKEN", "test-token")
-        .env("VAULT_CACERT", &fifo)
-        .env("DB_PASSWORD", "vault://secret/app#password")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut exec = hushbox_in(
+        base.path(),
+        &["exec", "--resolve-env", "DB_PASSWORD", "--", "true"],
+    )
+    .env("VAULT_ADDR", "https://127.0.0.1:1")
+    .env("VAULT_TOKEN", "test-token")
+    .env("VAULT_CACERT", &fifo)
+    .env("DB_PASSWORD", "vault://secret/app#password")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     // Blocked in open(2) on the FIFO: the kernel names the wait.
     let wchan = format!("/proc/{}/wchan", exec.id());
     wait_until("hushbox to block on the FIFO", || {
@@ -560,8 +566,13 @@ fn a_fifo_or_device_as_a_file_reference_is_refused_at_once() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     for target in [fifo.display().to_string(), "/dev/zero".to_owned()] {
         let reference = format!("file://{target}");
-        let (output, elapsed) =
-            run_bounded(hushbox_in(base.path(), &["exec", "--", "true"]).env("TOKEN", &reference));
+        let (output, elapsed) = run_bounded(
+            hushbox_in(
+                base.path(),
+                &["exec", "--resolve-env", "TOKEN", "--", "true"],
+            )
+            .env("TOKEN", &reference),
+        );
         let text = stderr(&output);
         assert_eq!(code(&output), 78, "{target}: {text}");
         assert!(text.contains("not a regular file"), "{target}: {text}");
@@ -680,7 +691,18 @@ fn a_sigkilled_run_leaves_a_directory_the_next_run_sweeps() {
     let project = tmpfs_dir();
     fs::write(project.path().join("token.txt"), b"plaintext-canary").unwrap();
     let run = |script: &str| {
-        let mut command = hushbox_in(project.path(), &["run", "--", "sh", "-c", script]);
+        let mut command = hushbox_in(
+            project.path(),
+            &[
+                "run",
+                "--resolve-env",
+                "TOKEN_FILE",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+        );
         command
             .env("XDG_RUNTIME_DIR", runtime.path())
             .env(
@@ -796,7 +818,15 @@ fn a_read_only_subdirectory_made_by_the_program_is_still_removed() {
                   chmod 0500 \"$d\"";
     let mut command = victim.command(HUSHBOX);
     command
-        .args(["run", "--", "sh", "-c", script])
+        .args([
+            "run",
+            "--resolve-env",
+            "TOKEN_FILE",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
         .current_dir(project.path())
         .env("XDG_RUNTIME_DIR", runtime.path())
         .env("TOKEN_FILE", format!("file://{}", token.display()));
