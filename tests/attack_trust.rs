@@ -11,13 +11,13 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::users::LocalUser;
-use common::{code, stderr, stdout};
+use common::{code, run_with_stdin, stderr, stdout};
 
 const HUSHBOX: &str = env!("CARGO_BIN_EXE_hushbox");
 const CONFIG: i32 = 78;
@@ -94,21 +94,7 @@ fn hushbox_as_with_stdin(
     for (name, value) in env {
         command.env(name, value);
     }
-    run(command, stdin)
-}
-
-fn run(mut command: Command, stdin: Option<&[u8]>) -> Output {
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    if let Some(bytes) = stdin {
-        pipe.write_all(bytes).unwrap();
-    }
-    drop(pipe);
-    child.wait_with_output().unwrap()
+    run_with_stdin(command, stdin)
 }
 
 fn assert_refused(output: &Output, file: &Path, reason: &str) {
@@ -322,7 +308,7 @@ fn root_trusts_a_checkout_of_another_user_only_when_told_to() {
         for (name, value) in env {
             command.env(name, value);
         }
-        run(command, None)
+        run_with_stdin(command, None)
     };
 
     let refused = root(&[], &["get", "here://token"]);
@@ -535,7 +521,7 @@ fn root_uses_a_store_of_another_user_only_when_told_to() {
         if let Some(safe) = safe {
             command.env("HUSHBOX_SAFE_DIRECTORIES", safe);
         }
-        run(command, None)
+        run_with_stdin(command, None)
     };
     let refused = as_root(None);
     assert_refused(

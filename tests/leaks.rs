@@ -20,10 +20,9 @@
 
 mod common;
 
-use common::{code, require_tool, stderr, tmpfs_dir};
+use common::{code, require_tool, run_with_stdin, stderr, tmpfs_dir};
 
 use std::fmt::Display;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -164,22 +163,8 @@ impl Project {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        run_with(self.command(args), stdin)
+        run_with_stdin(self.command(args), stdin)
     }
-}
-
-fn run_with(mut command: Command, stdin: Option<&[u8]>) -> Output {
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    if let Some(bytes) = stdin {
-        pipe.write_all(bytes).unwrap();
-    }
-    drop(pipe);
-    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -239,7 +224,7 @@ fn no_command_prints_the_canary_unless_asked_to() {
         leaks.search(format_args!("stdout of {args:?}"), &output.stdout);
         leaks.search(format_args!("stderr of {args:?}"), &output.stderr);
     }
-    let output = run_with(
+    let output = run_with_stdin(
         {
             let mut command = project.command(&["keygen"]);
             command.env("HUSHBOX_IDENTITY", &keygen_identity);
@@ -280,7 +265,7 @@ fn the_child_environment_holds_the_value_only_where_asked() {
         hushbox
             .env("TOKEN", "age://c")
             .env("TOKEN_PATH_FILE", "age://notjson");
-        let output = run_with(hushbox, None);
+        let output = run_with_stdin(hushbox, None);
         assert_eq!(code(&output), 0, "{command}: {}", stderr(&output));
         let mut given = Vec::new();
         for variable in variables(&output.stdout) {
@@ -302,7 +287,7 @@ fn the_child_environment_holds_the_value_only_where_asked() {
         let project = Project::new(&mut leaks, false);
         let mut hushbox = project.command(&[command, "--", "env", "-0"]);
         hushbox.env("TOKEN_FILE", "age://c");
-        let output = run_with(hushbox, None);
+        let output = run_with_stdin(hushbox, None);
         assert_eq!(code(&output), 0, "{command}: {}", stderr(&output));
         let names: Vec<String> = variables(&output.stdout)
             .iter()
@@ -458,7 +443,7 @@ fn a_panic_shows_where_it_happened_but_not_a_message_quoting_a_value() {
     let project = Project::new(&mut leaks, false);
     let mut get = project.command(&["get", "age://c"]);
     get.env("HUSHBOX_DEBUG_PANIC_WITH_VALUE", "1");
-    let output = run_with(get, None);
+    let output = run_with_stdin(get, None);
     if cfg!(debug_assertions) {
         // Debug builds (the tests' own) panic on purpose, with the value in
         // the panic message; the hook must not print it.

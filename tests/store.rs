@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{require_tool, stderr, stdout};
+use common::{require_tool, run_with_stdin, stderr, stdout};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -60,22 +60,8 @@ impl Person {
     }
 
     fn run_in(&self, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        run(self.command_in(dir, args), stdin)
+        run_with_stdin(self.command_in(dir, args), stdin)
     }
-}
-
-fn run(mut command: Command, stdin: Option<&[u8]>) -> Output {
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    if let Some(bytes) = stdin {
-        pipe.write_all(bytes).unwrap();
-    }
-    drop(pipe);
-    child.wait_with_output().unwrap()
 }
 
 /// A project directory with a manifest naming `./secrets`, used by people.
@@ -578,7 +564,7 @@ fn run_traced(
     for (name, value) in env {
         traced.env(name, value);
     }
-    let output = run(traced, stdin);
+    let output = run_with_stdin(traced, stdin);
     assert!(output.status.success(), "{args:?}: {}", stderr(&output));
     let text = fs::read_to_string(&log).unwrap();
     fs::remove_file(&log).unwrap();
@@ -695,7 +681,7 @@ fn edit_works_on_a_private_tmpfs_file_and_saves_only_changes() {
     let edit = |action: &str| {
         let mut command = alice.command_in(project.dir.path(), &["store", "edit", "db"]);
         command.env("EDITOR", &editor).env("ACTION", action);
-        run(command, None)
+        run_with_stdin(command, None)
     };
 
     let output = edit("change");
@@ -734,7 +720,7 @@ fn edit_works_on_a_private_tmpfs_file_and_saves_only_changes() {
     // A secret that does not exist yet starts empty, and is created.
     let mut command = alice.command_in(project.dir.path(), &["store", "edit", "new/one"]);
     command.env("EDITOR", &editor).env("ACTION", "change");
-    let output = run(command, None);
+    let output = run_with_stdin(command, None);
     assert!(
         stderr(&output).contains("content=\n"),
         "{}",
@@ -763,7 +749,7 @@ fn export_refuses_a_terminal_and_round_trips_through_import() {
         .env("PATH", std::env::var_os("PATH").unwrap())
         .env("HOME", alice.home.path())
         .env("HUSHBOX_IDENTITY", alice.identity());
-    let output = run(command, None);
+    let output = run_with_stdin(command, None);
     assert_eq!(output.status.code(), Some(78), "{}", stdout(&output));
     assert!(stdout(&output).contains("refusing to print secrets to a terminal"));
     assert!(!stdout(&output).contains("postgres"));
@@ -835,7 +821,7 @@ fn ls_mv_rm_and_a_store_made_by_passage() {
     );
     let mut command = alice.command_in(passage.path(), &["store", "get", "x"]);
     command.env("HUSHBOX_STORE", &store);
-    let output = run(command, None);
+    let output = run_with_stdin(command, None);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(output.stdout, b"from passage");
     assert!(

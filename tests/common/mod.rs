@@ -4,7 +4,8 @@
 
 pub mod users;
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
 /// Fails (never skips) when `tool` is missing, naming the Debian package.
 pub fn require_tool(tool: &str, package: &str) {
@@ -39,4 +40,20 @@ pub fn tmpfs_dir() -> tempfile::TempDir {
         .prefix("hushbox-test-")
         .tempdir_in("/dev/shm")
         .unwrap()
+}
+
+/// Runs `command` to the end with `stdin` (or nothing) on its standard input,
+/// capturing stdout and stderr.
+pub fn run_with_stdin(mut command: Command, stdin: Option<&[u8]>) -> Output {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        pipe.write_all(bytes).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
 }
