@@ -13,8 +13,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-const HUSHBOX: &str = env!("CARGO_BIN_EXE_hushbox");
-
 /// A project directory with an identity, an age store holding `db`, and a
 /// manifest made of `manifest` (the store's backend is `team`).
 struct Project {
@@ -49,14 +47,7 @@ impl Project {
 
     /// hushbox with a clean environment: PATH, HOME and nothing else.
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(HUSHBOX);
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("HOME", self.dir.path());
-        command
+        common::hushbox_command(self.dir.path(), self.dir.path(), args)
     }
 
     fn ok(&self, args: &[&str]) {

@@ -47,14 +47,8 @@ impl Project {
 
     /// hushbox with `home` as HOME (and so its own state directory).
     fn command_in(&self, home: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new(HUSHBOX);
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("HOME", home)
-            .stdin(Stdio::null());
+        let mut command = common::hushbox_command(self.dir.path(), home, args);
+        command.stdin(Stdio::null());
         command
     }
 

@@ -41,13 +41,8 @@ impl Project {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(HUSHBOX);
+        let mut command = common::hushbox_command(self.dir.path(), self.dir.path(), args);
         command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("HOME", self.dir.path())
             .env("HUSHBOX_IDENTITY", self.path("identity.txt"))
             .env("HUSHBOX_LOG", "trace");
         command

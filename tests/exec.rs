@@ -65,14 +65,8 @@ impl Project {
     }
 
     fn hushbox(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(HUSHBOX);
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("HOME", self.dir.path())
-            .env("HUSHBOX_IDENTITY", self.dir.path().join("identity.txt"));
+        let mut command = common::hushbox_command(self.dir.path(), self.dir.path(), args);
+        command.env("HUSHBOX_IDENTITY", self.dir.path().join("identity.txt"));
         command
     }
 

@@ -29,8 +29,6 @@ use std::time::{Duration, Instant};
 
 use hushbox_testkit::Canary;
 
-const HUSHBOX: &str = env!("CARGO_BIN_EXE_hushbox");
-
 /// What the canary was found in, collected so one failure lists every leak.
 struct Leaks {
     canary: Canary,
@@ -147,13 +145,8 @@ impl Project {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(HUSHBOX);
+        let mut command = common::hushbox_command(self.dir.path(), self.dir.path(), args);
         command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("HOME", self.dir.path())
             .env("HUSHBOX_IDENTITY", self.path("identity.txt"))
             // `store edit` runs the editor through `sh -c`: one that
             // changes nothing.

@@ -18,8 +18,6 @@ use std::process::{Command, Output};
 
 use bao::{Bao, Postgres, ROOT_TOKEN, json_string, pem_serial};
 
-const HUSHBOX: &str = env!("CARGO_BIN_EXE_hushbox");
-
 /// A project directory with a manifest, run with a clean environment.
 struct Project {
     dir: tempfile::TempDir,
@@ -37,14 +35,8 @@ impl Project {
     }
 
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(HUSHBOX);
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("HOME", self.dir.path())
-            .env("HUSHBOX_LOG", "trace");
+        let mut command = common::hushbox_command(self.dir.path(), self.dir.path(), args);
+        command.env("HUSHBOX_LOG", "trace");
         for (name, value) in env {
             command.env(name, value);
         }

@@ -5,7 +5,24 @@
 pub mod users;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+/// The hushbox binary under test.
+pub const HUSHBOX: &str = env!("CARGO_BIN_EXE_hushbox");
+
+/// hushbox with `args`, run in `dir` with a clean environment: `PATH`, and
+/// `HOME` set to `home`, nothing else.
+pub fn hushbox_command(dir: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(HUSHBOX);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", home);
+    command
+}
 
 /// Fails (never skips) when `tool` is missing, naming the Debian package.
 pub fn require_tool(tool: &str, package: &str) {
