@@ -127,13 +127,18 @@ fn unescape_json_string(inner: &str) -> Result<SecretValue> {
             'r' => '\r',
             't' => '\t',
             'u' => {
+                // serde_json only checked the four hex digits: a high
+                // surrogate must be followed by `\u` and a low one, and a
+                // low one must not stand alone (`char::from_u32` refuses it).
                 let high = hex4(&mut chars).ok_or_else(bad)?;
                 if (0xD800..0xDC00).contains(&high) {
                     if chars.next() != Some('\\') || chars.next() != Some('u') {
                         return Err(bad());
                     }
-                    let low = hex4(&mut chars).ok_or_else(bad)?;
-                    let combined = 0x10000 + ((high - 0xD800) << 10) + (low.wrapping_sub(0xDC00));
+                    let low = hex4(&mut chars)
+                        .filter(|low| (0xDC00..0xE000).contains(low))
+                        .ok_or_else(bad)?;
+                    let combined = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
                     char::from_u32(combined).ok_or_else(bad)?
                 } else {
                     char::from_u32(high).ok_or_else(bad)?
@@ -231,5 +236,29 @@ mod tests {
         assert_eq!(b.expose(), b"two words");
         let error = extract_field(&doc, Format::DotEnv, &Field::Key("C".into())).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::NotFound);
+    }
+
+    /// serde_json checks only that `\u` has four hex digits when it skips
+    /// a string, so hushbox's own unescaper must refuse surrogates that do
+    /// not pair: they used to decode to another character (or overflow).
+    #[test]
+    fn invalid_surrogates_are_malformed_not_another_character() {
+        for escaped in [
+            r"\ud800",
+            r"\ud800x",
+            r"\ud800\u0041",
+            r"\ud800\ud800",
+            r"\ud800\ue000",
+            r"\udc00",
+            r"\udfff\ud800",
+            r"\ud800\n",
+        ] {
+            let doc = format!(r#"{{"a":"{escaped}"}}"#);
+            let error = json(&doc, "a").unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::MalformedPayload, "{escaped}");
+        }
+        // A real pair, upper- or lower-case, still decodes.
+        assert_eq!(json(r#"{"a":"\uD83D\uDE00"}"#, "a").unwrap(), "😀".as_bytes());
+        assert_eq!(json(r#"{"a":"\udbff\udfff"}"#, "a").unwrap(), "\u{10ffff}".as_bytes());
     }
 }
