@@ -258,7 +258,13 @@ mod tests {
             assert_eq!(error.kind(), ErrorKind::MalformedPayload, "{escaped}");
         }
         // A real pair, upper- or lower-case, still decodes.
-        assert_eq!(json(r#"{"a":"\uD83D\uDE00"}"#, "a").unwrap(), "😀".as_bytes());
-        assert_eq!(json(r#"{"a":"\udbff\udfff"}"#, "a").unwrap(), "\u{10ffff}".as_bytes());
+        assert_eq!(
+            json(r#"{"a":"\uD83D\uDE00"}"#, "a").unwrap(),
+            "😀".as_bytes()
+        );
+        assert_eq!(
+            json(r#"{"a":"\udbff\udfff"}"#, "a").unwrap(),
+            "\u{10ffff}".as_bytes()
+        );
     }
 }

@@ -15,6 +15,7 @@ mod error;
 mod extract;
 mod reference;
 mod registry;
+pub mod text;
 mod value;
 
 pub use backend::{Backend, Capabilities, DEFAULT_CONCURRENCY, Document, Lease};

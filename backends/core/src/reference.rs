@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::text;
 
 /// Which part of a structured secret a reference selects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,12 +108,15 @@ fn valid_scheme(scheme: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-_".contains(c))
 }
 
+/// Refuses control characters, and characters a reader cannot see or that
+/// turn text around: a reference is shown in `check`, logs and errors, and
+/// must read as what it is.
 fn check_text(what: &str, text: &str, reference: &str) -> Result<()> {
-    if text.chars().any(char::is_control) {
-        return Err(
-            Error::config(format!("the {what} contains a control character"))
-                .with_subject(reference.escape_debug()),
-        );
+    if text::has_invisible(text) {
+        return Err(Error::config(format!(
+            "the {what} contains an invisible, bidi or control character"
+        ))
+        .with_subject(text::shown(reference)));
     }
     Ok(())
 }
@@ -273,5 +277,21 @@ mod tests {
         assert!(SecretRef::looks_like_reference("age://x"));
         assert!(!SecretRef::looks_like_reference("http is fun"));
         assert!(!SecretRef::looks_like_reference("Hello://x"));
+    }
+
+    /// A reference shows in `check`, logs and errors: a bidi override or a
+    /// zero-width character could make it read as another.
+    #[test]
+    fn references_with_bidi_or_invisible_characters_are_refused() {
+        for text in [
+            "age://prod/\u{202e}bd",
+            "age://prod/db\u{200b}",
+            "vault://secret/app#pass\u{200d}word",
+            "vault://secret/app?version=\u{2066}1",
+        ] {
+            let error = text.parse::<SecretRef>().unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::Config, "{text:?}");
+            assert!(error.to_string().contains("invisible"), "{error}");
+        }
     }
 }
