@@ -3,7 +3,7 @@
 //! The writer joins names onto the output directory and onto a generation
 //! directory; a name that could climb out (`..`, `a/b`), hide among the
 //! writer's own `..`-entries (`.x`), or confuse a terminal or a log reader
-//! (control characters) is refused before any file is touched.
+//! (control, bidi or invisible characters) is refused before any file is touched.
 
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +14,7 @@ use hushbox_core::Error;
 const NAME_MAX: usize = 255;
 
 /// Checks that `name` is a single safe path component: non-empty, at most
-/// 255 bytes, not starting with `.`, without `/`, NUL or control characters,
+/// 255 bytes, not starting with `.`, without `/`, NUL, control, bidi or invisible characters,
 /// and not `.` or `..`.
 ///
 /// # Errors

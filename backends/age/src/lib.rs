@@ -41,7 +41,7 @@ pub use store::{RECIPIENTS_FILE, init_store};
 pub use vault::{AcceptReport, AgeStore, RecipientsView, ReencryptReport, Revision, VerifyReport};
 
 /// Checks that `path` can name a secret: relative, without empty, `.`, `..`
-/// or dot-prefixed components, and without control characters.
+/// or dot-prefixed components, and without control, bidi or invisible characters.
 ///
 /// # Errors
 /// [`hushbox_core::ErrorKind::Config`], saying why.
