@@ -19,6 +19,9 @@ mod backend;
 mod config;
 mod crypt;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod integrity;
 mod keys;
 mod state;
