@@ -37,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(got.expose(), expected.as_bytes());
         }
         (Some(serde_json::Value::String(_)), Err(error)) => {
-            panic!("serde_json selects a string, hushbox fails: {:?}", error.kind());
+            panic!(
+                "serde_json selects a string, hushbox fails: {:?}",
+                error.kind()
+            );
         }
         (None | Some(serde_json::Value::Null), Ok(_)) if value.is_object() => {
             panic!("hushbox selects what serde_json does not");
