@@ -23,10 +23,10 @@ fuzz_target!(|data: &[u8]| {
     for entry in &entries {
         assert!(names.insert(entry.name.as_str()), "a name listed twice");
     }
-    // `get` (with the real budget) agrees with the entries, for a few names
+    // `get` (with the real budget) agrees with the entries, for four names
     // and a document small enough that the real budget is never reached.
     if data.len() + LIMIT < dotenv::EXPANSION_LIMIT && total < LIMIT / 2 {
-        for entry in entries.iter().take(8) {
+        for entry in entries.iter().take(4) {
             match (&entry.value, dotenv::get(data, &entry.name)) {
                 (Value::Defined(value), Ok(Some(got))) => assert_eq!(got.expose(), value.expose()),
                 (Value::FromEnvironment, Ok(None)) | (Value::Invalid(_), Err(_)) => {}
