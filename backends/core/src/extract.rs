@@ -79,9 +79,7 @@ fn follow_pointer<'a>(root: &'a RawValue, pointer: &str) -> Result<&'a RawValue>
         current = if text.starts_with('[') {
             let items: Vec<&RawValue> = serde_json::from_str(current.get())
                 .map_err(|_| Error::malformed("the secret is not valid JSON"))?;
-            token
-                .parse::<usize>()
-                .ok()
+            array_index(&token)
                 .and_then(|index| items.get(index).copied())
                 .ok_or_else(|| missing(&field))?
         } else if text.starts_with('{') {
@@ -91,6 +89,16 @@ fn follow_pointer<'a>(root: &'a RawValue, pointer: &str) -> Result<&'a RawValue>
         };
     }
     Ok(current)
+}
+
+/// An RFC 6901 array index: `0`, or digits without a leading zero.
+/// `usize::from_str` alone would also take `+1` and `01`.
+fn array_index(token: &str) -> Option<usize> {
+    let digits_only = !token.is_empty() && token.bytes().all(|byte| byte.is_ascii_digit());
+    if !digits_only || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 fn raw_to_value(raw: &RawValue, field: &Field) -> Result<SecretValue> {
@@ -266,5 +274,30 @@ mod tests {
             json(r#"{"a":"\udbff\udfff"}"#, "a").unwrap(),
             "\u{10ffff}".as_bytes()
         );
+    }
+
+    /// Found by the `json_field` fuzz target: `usize::from_str` takes a
+    /// sign and leading zeros, so `/hosts/+1` and `/hosts/01` selected
+    /// `hosts[1]`. RFC 6901 array indexes are `0` or digits without a
+    /// leading zero; anything else selects nothing.
+    #[test]
+    fn pointer_array_indexes_are_rfc_6901_digits_only() {
+        let doc = r#"{"hosts":["a","b"]}"#;
+        assert_eq!(json(doc, "/hosts/1").unwrap(), b"b");
+        assert_eq!(json(doc, "/hosts/0").unwrap(), b"a");
+        for pointer in [
+            "/hosts/+1",
+            "/hosts/01",
+            "/hosts/-0",
+            "/hosts/ 1",
+            "/hosts/",
+            "/hosts/-",
+        ] {
+            assert_eq!(
+                json(doc, pointer).unwrap_err().kind(),
+                ErrorKind::NotFound,
+                "{pointer}"
+            );
+        }
     }
 }
