@@ -309,17 +309,19 @@ fn owner_id(id: Option<u32>, key: &str) -> Result<Option<u32>> {
 
 /// Parses an octal file mode such as `"0400"`. Modes that let group or
 /// others write are refused: nobody but hushbox should change a secret file.
+///
+/// Errors here and below say what is expected without repeating the text:
+/// a value in the wrong field may be a pasted secret. The caller names the
+/// field.
 pub fn parse_mode(text: &str) -> Result<u32> {
     let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
         .filter(|mode| *mode <= 0o777)
-        .ok_or_else(|| {
-            Error::config(format!("`{text}` is not an octal file mode like \"0400\""))
-        })?;
+        .ok_or_else(|| Error::config("the value is not an octal file mode like \"0400\""))?;
     if mode & 0o022 != 0 {
-        return Err(Error::config(format!(
-            "mode {text} lets group or others write secret files; use a mode like \"0400\" or \"0440\""
-        )));
+        return Err(Error::config(
+            "the mode lets group or others write secret files; use a mode like \"0400\" or \"0440\"",
+        ));
     }
     Ok(mode)
 }
@@ -344,8 +346,14 @@ fn manifest_secret(
     backends: &BTreeMap<String, BackendPlan>,
 ) -> Result<SecretPlan> {
     validate_secret_name(name)?;
-    for variable in [&section.env, &section.env_value].into_iter().flatten() {
-        validate_variable_name(variable)?;
+    let field = |key: &'static str| {
+        move |error: Error| error.with_subject(format!("[secrets.{name}].{key}"))
+    };
+    if let Some(variable) = &section.env {
+        validate_variable_name(variable).map_err(field("env"))?;
+    }
+    if let Some(variable) = &section.env_value {
+        validate_variable_name(variable).map_err(field("env_value"))?;
     }
     Ok(SecretPlan {
         name: name.to_owned(),
@@ -354,12 +362,18 @@ fn manifest_secret(
         env_path: section.env.clone(),
         env_value: section.env_value.clone(),
         optional: section.optional,
-        refresh: section.refresh.as_deref().map(parse_duration).transpose()?,
+        refresh: section
+            .refresh
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(field("refresh"))?,
         on_change: section
             .on_change
             .as_ref()
             .map(parse_on_change)
-            .transpose()?,
+            .transpose()
+            .map_err(field("on_change"))?,
         origin: Origin::Manifest,
     })
 }
@@ -485,19 +499,16 @@ fn validate_variable_name(name: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(Error::config(format!(
-            "`{name}` is not a valid environment variable name"
-        )))
+        Err(Error::config(
+            "the value is not a valid environment variable name \
+             (letters, digits and _, not starting with a digit)",
+        ))
     }
 }
 
 /// Parses `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"1d"`.
 pub fn parse_duration(text: &str) -> Result<Duration> {
-    let invalid = || {
-        Error::config(format!(
-            "`{text}` is not a duration like \"30s\", \"5m\" or \"1h\""
-        ))
-    };
+    let invalid = || Error::config("the value is not a duration like \"30s\", \"5m\" or \"1h\"");
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(invalid)?;
@@ -537,7 +548,9 @@ fn parse_on_change(value: &toml::Value) -> Result<OnChange> {
             };
             nix::sys::signal::Signal::from_str(&full)
                 .map(OnChange::Signal)
-                .map_err(|_| Error::config(format!("`{name}` is not a signal name")))
+                .map_err(|_| {
+                    Error::config("the value names no signal (expected \"signal:SIGHUP\", \"signal:TERM\", …)")
+                })
         }
         toml::Value::Table(table) => {
             if table.len() != 1 {
@@ -722,7 +735,7 @@ mod tests {
             ),
             (
                 "version = 1\n[secrets.a]\nref = \"age://a\"\non_change = \"signal:NOPE\"\n",
-                "not a signal",
+                "names no signal",
             ),
             (
                 "version = 1\n[output]\nmode = \"0666\"\n",
@@ -839,6 +852,49 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         for bad in ["", "5", "m", "0s", "-1s", "5 m"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A value typed into the wrong field may be a pasted secret: the error
+    /// names the key and what is expected, never the text.
+    #[test]
+    fn manifest_field_errors_name_the_key_and_not_the_value() {
+        let canary = "hvs.CANARYtokenCANARYtoken";
+        let cases = [
+            (
+                format!("version = 1\n[secrets.a]\nref = \"age://a\"\nrefresh = \"{canary}\"\n"),
+                "[secrets.a].refresh",
+            ),
+            (
+                format!("version = 1\n[output]\nmode = \"{canary}\"\n"),
+                "[output].mode",
+            ),
+            (
+                "version = 1\n[output]\nmode = \"0o666\"\n".to_owned(),
+                "[output].mode",
+            ),
+            (
+                format!(
+                    "version = 1\n[secrets.a]\nref = \"age://a\"\non_change = \"signal:{canary}\"\n"
+                ),
+                "[secrets.a].on_change",
+            ),
+            (
+                format!("version = 1\n[secrets.a]\nref = \"age://a\"\nenv = \"{canary}\"\n"),
+                "[secrets.a].env",
+            ),
+            (
+                format!("version = 1\n[secrets.a]\nref = \"age://a\"\nenv_value = \"{canary}\"\n"),
+                "[secrets.a].env_value",
+            ),
+        ];
+        for (manifest, key) in cases {
+            let error = plan_with(&manifest, &[], true).unwrap_err();
+            let text = error.to_string();
+            assert_eq!(error.kind(), ErrorKind::Config, "{manifest}");
+            assert!(!text.contains("CANARY"), "{manifest}: {text}");
+            assert!(!text.contains("666"), "{manifest}: {text}");
+            assert!(text.contains(key), "{manifest}: {text}");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! The writer joins names onto the output directory and onto a generation
 //! directory; a name that could climb out (`..`, `a/b`), hide among the
 //! writer's own `..`-entries (`.x`), or confuse a terminal or a log reader
-//! (control characters) is refused before any file is touched.
+//! (control, bidi or invisible characters) is refused before any file is touched.
 
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +14,7 @@ use hushbox_core::Error;
 const NAME_MAX: usize = 255;
 
 /// Checks that `name` is a single safe path component: non-empty, at most
-/// 255 bytes, not starting with `.`, without `/`, NUL or control characters,
+/// 255 bytes, not starting with `.`, without `/`, NUL, control, bidi or invisible characters,
 /// and not `.` or `..`.
 ///
 /// # Errors
@@ -35,19 +35,23 @@ pub fn validate_secret_name(name: &str) -> Result<(), Error> {
         Some("contains '/'")
     } else if name.contains('\0') {
         Some("contains a NUL byte")
-    } else if name.chars().any(char::is_control) {
-        Some("contains a control character")
+    } else if hushbox_core::text::has_invisible(name) {
+        // Bidi overrides, zero-width and format characters make a name look
+        // like another on a terminal; control characters rewrite it.
+        Some("contains an invisible, bidi or control character")
     } else {
         None
     };
     match problem {
-        // `{name:?}` escapes control characters, so the message itself stays
-        // printable. A name is never a value, so quoting it is safe.
+        // `shown` escapes invisible and control characters, so the message
+        // itself shows what is there. A name is never a value, so quoting
+        // it is safe.
         Some(problem) => Err(Error::config(format!(
             "secret name {problem}; a name must be a single file name \
-             (no '/', not starting with '.', at most 255 bytes, no control characters)"
+             (no '/', not starting with '.', at most 255 bytes, no invisible, \
+             bidi or control characters)"
         ))
-        .with_subject(format_args!("{name:?}"))),
+        .with_subject(hushbox_core::text::shown(name))),
         None => Ok(()),
     }
 }
@@ -269,5 +273,30 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 12);
         assert!(a.bytes().all(|byte| byte.is_ascii_alphanumeric()));
+    }
+
+    /// A name that shows as another on a terminal (bidi override) or hides
+    /// a character (zero-width, format) could stand in for a name an
+    /// operator trusts.
+    #[test]
+    fn names_with_bidi_or_invisible_characters_are_refused() {
+        for name in [
+            "admin\u{202e}txt.pem", // right-to-left override: shows as "adminmep.txt"
+            "db\u{200b}password",   // zero-width space: looks like "dbpassword"
+            "db\u{200d}x",          // zero-width joiner
+            "\u{feff}db",           // byte-order mark
+            "db\u{2066}x\u{2069}",  // isolates
+            "a\u{061c}b",           // Arabic letter mark
+            "soft\u{ad}hyphen",     // invisible unless the line breaks there
+            "tag\u{e0041}",         // tag characters
+            "fill\u{3164}er",       // Hangul filler, a letter that shows as nothing
+            "line\u{2028}sep",      // line separator
+            "vs\u{fe0f}",           // variation selector
+        ] {
+            let error = refused(name);
+            assert!(error.message().contains("invisible"), "{name:?}: {error}");
+            // The subject escapes the character, so the error itself shows it.
+            assert!(error.subject().unwrap().contains("\\u{"), "{error}");
+        }
     }
 }

@@ -213,8 +213,8 @@ impl From<AgeError> for Error {
                 shown(&path)
             )),
             UnsafePath { path, why } => Error::config(format!(
-                "`{}` is not a valid secret path: {why}",
-                path.escape_debug()
+                "{} is not a valid secret path: {why}",
+                hushbox_core::text::shown(&path)
             )),
             NotFound {
                 file,

@@ -84,7 +84,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Parses exactly `N` bytes of lower- or upper-case hex.
 pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != N * 2 || !text.is_ascii() {
+    // Hex digits only: `from_str_radix` alone would also take a sign
+    // (`+f`), so one id would have several spellings.
+    if text.len() != N * 2 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; N];
@@ -563,5 +565,8 @@ mod tests {
         assert_ne!(a, set_id(&BTreeSet::from(["age1a".to_owned()])));
         assert_eq!(unhex::<16>(&hex(&a)), Some(a));
         assert_eq!(unhex::<2>("zz00"), None);
+        // A sign is not a hex digit, though `from_str_radix` takes one.
+        assert_eq!(unhex::<2>("+f+f"), None);
+        assert_eq!(unhex::<2>("00é"), None);
     }
 }

@@ -19,6 +19,9 @@ mod backend;
 mod config;
 mod crypt;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod integrity;
 mod keys;
 mod root;
@@ -42,7 +45,7 @@ pub use store::{RECIPIENTS_FILE, init_store};
 pub use vault::{AcceptReport, AgeStore, RecipientsView, ReencryptReport, Revision, VerifyReport};
 
 /// Checks that `path` can name a secret: relative, without empty, `.`, `..`
-/// or dot-prefixed components, and without control characters.
+/// or dot-prefixed components, and without control, bidi or invisible characters.
 ///
 /// # Errors
 /// [`hushbox_core::ErrorKind::Config`], saying why.

@@ -71,7 +71,7 @@ pub(crate) fn load(file: &Path) -> io::Result<Option<Seen>> {
     })
 }
 
-fn parse(text: &str) -> Option<Seen> {
+pub(crate) fn parse(text: &str) -> Option<Seen> {
     let mut lines = text.lines();
     if lines.next()? != HEADER {
         return None;

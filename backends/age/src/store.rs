@@ -35,8 +35,9 @@ pub(crate) fn check_secret_path(path: &str) -> Result<(), AgeError> {
     if path.is_empty() {
         return refuse("it is empty");
     }
-    if path.chars().any(char::is_control) {
-        return refuse("it contains a control character");
+    if hushbox_core::text::has_invisible(path) {
+        // A name that looks like another on a terminal (`store ls`, errors).
+        return refuse("it contains an invisible, bidi or control character");
     }
     if path.starts_with('/') {
         return refuse("it is absolute; secret paths are relative to the store");
@@ -463,5 +464,25 @@ mod tests {
         let error = write_file(&opened, &store.path().join("team/x.age"), b"x", 0o600).unwrap_err();
         let message = hushbox_core::Error::from(error).to_string();
         assert!(message.contains("mode 0777"), "{message}");
+    }
+
+    #[test]
+    fn store_paths_with_bidi_or_invisible_characters_are_refused() {
+        for path in [
+            "admin\u{202e}txt.pem", // right-to-left override: shows as "adminmep.txt"
+            "db\u{200b}password",   // zero-width space: looks like "dbpassword"
+            "db\u{200d}x",          // zero-width joiner
+            "\u{feff}db",           // byte-order mark
+            "db\u{2066}x\u{2069}",  // isolates
+            "a\u{061c}b",           // Arabic letter mark
+            "soft\u{ad}hyphen",     // invisible unless the line breaks there
+            "tag\u{e0041}",         // tag characters
+            "fill\u{3164}er",       // Hangul filler, a letter that shows as nothing
+            "line\u{2028}sep",      // line separator
+            "vs\u{fe0f}",           // variation selector
+            "prod/\u{202e}bd",
+        ] {
+            assert!(check_secret_path(path).is_err(), "{path:?} was accepted");
+        }
     }
 }

@@ -28,6 +28,21 @@
 //!   [`get`] still reads the other names.
 //! - A later duplicate name replaces the earlier one, as in Compose.
 //!
+//! # Bounds
+//! A `.env` file may come from anyone who can write the file a reference
+//! names, so the parser's cost is bounded by its input, not by what the
+//! input asks for:
+//! - References may copy at most [`EXPANSION_LIMIT`] bytes (16 MiB) in the
+//!   whole document. `A1=${A0}${A0}`, `A2=${A1}${A1}`… doubles a value on
+//!   every line; without a budget 40 lines ask for a terabyte.
+//! - Defaults and alternatives nest at most [`NESTING_LIMIT`] deep
+//!   (`${A:-${B:-…}}`), so interpolation never recurses past a fixed depth.
+//! - Names are looked up through a hash index: parsing is linear in the
+//!   number of entries, as is one [`get`].
+//!
+//! Going past either limit is an error for the whole document (not only for
+//! the entry), so a caller learns at once that the file is hostile or broken.
+//!
 //! Stricter than Compose, on purpose: text after a closing quote (other than
 //! a `#` comment) is an error; Compose would read it as the next line.
 //!
@@ -35,6 +50,8 @@
 //! likely to hold a secret, and so is the name in a reference such as the
 //! `$word` of `pa$word`.
 
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::value::SecretValue;
@@ -56,6 +73,24 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+/// How many bytes references may copy in one document, all entries
+/// together: 16 times the largest secret the `file` backend reads by
+/// default (1 MiB). A legitimate file that reuses a 4 KiB certificate in a
+/// hundred places copies 400 KiB; a doubling chain reaches the limit on its
+/// 24th line, with at most twice the limit in memory.
+pub const EXPANSION_LIMIT: usize = 16 * 1024 * 1024;
+
+/// How deep defaults and alternatives may nest (`${A:-${B:-…}}`). Compose
+/// files nest one or two levels; each level costs a few hundred bytes of
+/// stack, so 16 is safe on the smallest thread stack.
+pub const NESTING_LIMIT: usize = 16;
+
+const TOO_LARGE: &str = "references in this file expand to more than 16 MiB \
+     (a value that copies another many times, such as A2=${A1}${A1}); \
+     the expansion was stopped and the file refused";
+const TOO_DEEP: &str = "defaults or alternatives are nested more than 16 deep (${A:-${B:-…}}); \
+     the file is refused";
 
 /// One name of a `.env` document.
 pub struct Entry {
@@ -125,9 +160,11 @@ pub fn parse(document: &[u8]) -> Result<Vec<(String, SecretValue)>, ParseError> 
 /// that cannot be interpolated, is an error: another line's reference to a
 /// variable the file lacks does not stop this one from being read.
 pub fn get(document: &[u8], name: &str) -> Result<Option<SecretValue>, ParseError> {
-    let entry = parse_entries(document)?
-        .into_iter()
-        .find(|entry| entry.name == name);
+    let mut scope = Scope::parse(document, EXPANSION_LIMIT)?;
+    let entry = scope
+        .index
+        .get(name)
+        .and_then(|&slot| scope.entries[slot].take());
     match entry.map(|entry| entry.value) {
         Some(Value::Defined(value)) => Ok(Some(value)),
         Some(Value::Invalid(error)) => Err(error),
@@ -140,17 +177,88 @@ pub fn get(document: &[u8], name: &str) -> Result<Option<SecretValue>, ParseErro
 /// anywhere is an error; a value that cannot be interpolated is an
 /// [`Value::Invalid`] entry.
 pub fn parse_entries(document: &[u8]) -> Result<Vec<Entry>, ParseError> {
-    let mut parser = Parser {
-        input: document,
-        pos: 0,
-        line: 1,
-    };
-    let mut entries: Vec<Entry> = Vec::new();
-    while let Some(entry) = parser.next_entry(&entries)? {
-        entries.retain(|existing| existing.name != entry.name);
-        entries.push(entry);
+    parse_entries_within(document, EXPANSION_LIMIT)
+}
+
+/// [`parse_entries`] with an expansion budget of `limit` bytes instead of
+/// [`EXPANSION_LIMIT`]: for the fuzz target, which would otherwise spend
+/// most of its time copying 16 MiB for every input that reaches the limit.
+#[doc(hidden)]
+pub fn parse_entries_within(document: &[u8], limit: usize) -> Result<Vec<Entry>, ParseError> {
+    Ok(Scope::parse(document, limit)?
+        .entries
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// The entries read so far, with an index by name, and what is left of the
+/// expansion budget.
+struct Scope {
+    /// In order of definition; an entry replaced by a later one of the same
+    /// name is taken out (`None`), so the order is that of last definitions.
+    entries: Vec<Option<Entry>>,
+    /// Where each name's current entry is in `entries`.
+    index: HashMap<String, usize>,
+    /// Bytes references may still copy.
+    budget: Cell<usize>,
+}
+
+impl Scope {
+    fn parse(document: &[u8], limit: usize) -> Result<Self, ParseError> {
+        let mut parser = Parser {
+            input: document,
+            pos: 0,
+            line: 1,
+        };
+        let mut scope = Scope {
+            entries: Vec::new(),
+            index: HashMap::new(),
+            budget: Cell::new(limit),
+        };
+        while let Some(entry) = parser.next_entry(&scope)? {
+            let slot = scope.entries.len();
+            if let Some(earlier) = scope.index.insert(entry.name.clone(), slot) {
+                scope.entries[earlier] = None;
+            }
+            scope.entries.push(Some(entry));
+        }
+        Ok(scope)
     }
-    Ok(entries)
+
+    /// The defined value of `name`, if an earlier entry has one.
+    fn lookup(&self, name: &[u8]) -> Option<&SecretValue> {
+        let name = std::str::from_utf8(name).ok()?;
+        let slot = *self.index.get(name)?;
+        self.entries[slot].as_ref()?.value.defined()
+    }
+
+    /// Appends a referenced `value` to `out`, paying for it from the
+    /// expansion budget first, so nothing past the budget is ever allocated.
+    fn copy(&self, value: &SecretValue, out: &mut SecretValue) -> Result<(), Failure> {
+        let left = self
+            .budget
+            .get()
+            .checked_sub(value.len())
+            .ok_or(Failure::Document(TOO_LARGE))?;
+        self.budget.set(left);
+        out.push_slice(value.expose());
+        Ok(())
+    }
+}
+
+/// Why a value could not be interpolated.
+enum Failure {
+    /// This entry has no value hushbox will deliver; others may.
+    Entry(&'static str),
+    /// The document is refused whole: it went past a bound.
+    Document(&'static str),
+}
+
+impl From<&'static str> for Failure {
+    fn from(reason: &'static str) -> Self {
+        Failure::Entry(reason)
+    }
 }
 
 /// The length of the blank (not a line break) starting at `bytes[0]`, or 0:
@@ -186,11 +294,13 @@ impl Parser<'_> {
         ParseError { line, reason }
     }
 
-    /// A value with its references resolved, or why it cannot be.
-    fn interpolated(&self, raw: &[u8], line: usize, earlier: &[Entry]) -> Value {
-        match interpolate(raw, earlier) {
-            Ok(value) => Value::Defined(value),
-            Err(reason) => Value::Invalid(self.error(line, reason)),
+    /// A value with its references resolved, or why it cannot be. Going
+    /// past a bound is an error for the whole document.
+    fn interpolated(&self, raw: &[u8], line: usize, scope: &Scope) -> Result<Value, ParseError> {
+        match interpolate(raw, scope, 0) {
+            Ok(value) => Ok(Value::Defined(value)),
+            Err(Failure::Entry(reason)) => Ok(Value::Invalid(self.error(line, reason))),
+            Err(Failure::Document(reason)) => Err(self.error(line, reason)),
         }
     }
 
@@ -218,7 +328,7 @@ impl Parser<'_> {
         }
     }
 
-    fn next_entry(&mut self, earlier: &[Entry]) -> Result<Option<Entry>, ParseError> {
+    fn next_entry(&mut self, scope: &Scope) -> Result<Option<Entry>, ParseError> {
         // Blank lines and comments.
         loop {
             self.skip_blanks();
@@ -254,8 +364,8 @@ impl Parser<'_> {
         }
         self.skip_blanks();
         let value = match self.rest().first() {
-            Some(&quote @ (b'\'' | b'"')) => self.quoted(quote, line, earlier)?,
-            _ => self.unquoted(line, earlier)?,
+            Some(&quote @ (b'\'' | b'"')) => self.quoted(quote, line, scope)?,
+            _ => self.unquoted(line, scope)?,
         };
         Ok(Some(Entry { name, line, value }))
     }
@@ -289,7 +399,7 @@ impl Parser<'_> {
         Ok(raw.to_owned())
     }
 
-    fn unquoted(&mut self, line: usize, earlier: &[Entry]) -> Result<Value, ParseError> {
+    fn unquoted(&mut self, line: usize, scope: &Scope) -> Result<Value, ParseError> {
         let rest = self.rest();
         let end = rest
             .iter()
@@ -301,12 +411,12 @@ impl Parser<'_> {
             raw = &raw[..comment];
         }
         let raw = trim_end(raw);
-        let value = self.interpolated(raw, line, earlier);
+        let value = self.interpolated(raw, line, scope)?;
         self.skip_line();
         Ok(value)
     }
 
-    fn quoted(&mut self, quote: u8, line: usize, earlier: &[Entry]) -> Result<Value, ParseError> {
+    fn quoted(&mut self, quote: u8, line: usize, scope: &Scope) -> Result<Value, ParseError> {
         let start = self.pos + 1; // after the opening quote
         // Find the closing quote first, so the value's buffer is sized once:
         // a quote preceded by an unconsumed backslash is escaped.
@@ -345,7 +455,7 @@ impl Parser<'_> {
         }
         let value = if quote == b'"' {
             let unescaped = expand_escapes(collected.expose());
-            self.interpolated(unescaped.expose(), line, earlier)
+            self.interpolated(unescaped.expose(), line, scope)?
         } else {
             Value::Defined(collected)
         };
@@ -432,8 +542,12 @@ const UNDEFINED: &str = "the value refers to a variable ($NAME or ${NAME}) that 
      in this file; hushbox takes no values from its own environment: define it above, \
      give a default (${NAME:-default}), write $$ for a literal $, or single-quote the value";
 
-/// Compose's interpolation, looking names up among `earlier` entries only.
-fn interpolate(raw: &[u8], earlier: &[Entry]) -> Result<SecretValue, &'static str> {
+/// Compose's interpolation, looking names up among earlier entries only.
+/// `depth` is how many defaults or alternatives enclose `raw`.
+fn interpolate(raw: &[u8], scope: &Scope, depth: usize) -> Result<SecretValue, Failure> {
+    if depth > NESTING_LIMIT {
+        return Err(Failure::Document(TOO_DEEP));
+    }
     let mut out = SecretValue::with_capacity(raw.len());
     let mut index = 0;
     while index < raw.len() {
@@ -452,16 +566,17 @@ fn interpolate(raw: &[u8], earlier: &[Entry]) -> Result<SecretValue, &'static st
                 index = dollar + 2;
             }
             Some(b'{') => {
-                let close = matching_brace(&after[1..])
-                    .ok_or("a `${` in the value is never closed with `}`")?;
+                let close = matching_brace(&after[1..]).ok_or(Failure::Entry(
+                    "a `${` in the value is never closed with `}`",
+                ))?;
                 let inner = &after[1..1 + close];
-                substitute_braced(inner, earlier, &mut out)?;
+                substitute_braced(inner, scope, depth, &mut out)?;
                 index = dollar + 2 + close + 1;
             }
             Some(&first) if first == b'_' || first.is_ascii_alphabetic() => {
                 let length = name_length(after);
-                let value = lookup(&after[..length], earlier).ok_or(UNDEFINED)?;
-                out.push_slice(value.expose());
+                let value = scope.lookup(&after[..length]).ok_or(UNDEFINED)?;
+                scope.copy(value, &mut out)?;
                 index = dollar + 1 + length;
             }
             // `$1`, `$-`, a final `$`: not a reference, kept as written.
@@ -495,30 +610,24 @@ fn matching_brace(bytes: &[u8]) -> Option<usize> {
     None
 }
 
-fn lookup<'e>(name: &[u8], earlier: &'e [Entry]) -> Option<&'e SecretValue> {
-    earlier
-        .iter()
-        .find(|entry| entry.name.as_bytes() == name)
-        .and_then(|entry| entry.value.defined())
-}
-
 /// `NAME`, `NAME:-default`, `NAME-default`, `NAME:+alt`, `NAME+alt`,
 /// `NAME:?message`, `NAME?message` (the inside of `${…}`).
 fn substitute_braced(
     inner: &[u8],
-    earlier: &[Entry],
+    scope: &Scope,
+    depth: usize,
     out: &mut SecretValue,
-) -> Result<(), &'static str> {
+) -> Result<(), Failure> {
     const INVALID: &str =
         "a `${…}` in the value is not a valid reference (expected ${NAME}, ${NAME:-default}, …)";
     if !inner
         .first()
         .is_some_and(|byte| *byte == b'_' || byte.is_ascii_alphabetic())
     {
-        return Err(INVALID);
+        return Err(INVALID.into());
     }
     let length = name_length(inner);
-    let value = lookup(&inner[..length], earlier);
+    let value = scope.lookup(&inner[..length]);
     let operator = &inner[length..];
     let (colon, operator) = match operator.strip_prefix(b":") {
         Some(rest) => (true, rest),
@@ -527,24 +636,24 @@ fn substitute_braced(
     // `:` tests "unset or empty"; without it, only "unset".
     let missing = value.is_none_or(|value| colon && value.is_empty());
     match operator.split_first() {
-        None if !colon => {
-            out.push_slice(value.ok_or(UNDEFINED)?.expose());
-        }
+        None if !colon => scope.copy(value.ok_or(UNDEFINED)?, out)?,
+        // A default's or an alternative's own references were paid for as
+        // they were copied into it; its text comes from the document.
         Some((b'-', default)) => match value {
-            Some(value) if !missing => out.push_slice(value.expose()),
-            _ => out.push_slice(interpolate(default, earlier)?.expose()),
+            Some(value) if !missing => scope.copy(value, out)?,
+            _ => out.push_slice(interpolate(default, scope, depth + 1)?.expose()),
         },
         Some((b'+', alternative)) => {
             if !missing {
-                out.push_slice(interpolate(alternative, earlier)?.expose());
+                out.push_slice(interpolate(alternative, scope, depth + 1)?.expose());
             }
         }
         Some((b'?', _message)) => match value {
-            Some(value) if !missing => out.push_slice(value.expose()),
+            Some(value) if !missing => scope.copy(value, out)?,
             // The message is the file's text: not repeated here.
-            _ => return Err("a required variable (${NAME?…} or ${NAME:?…}) is not set"),
+            _ => return Err("a required variable (${NAME?…} or ${NAME:?…}) is not set".into()),
         },
-        _ => return Err(INVALID),
+        _ => return Err(INVALID.into()),
     }
     Ok(())
 }
@@ -758,5 +867,110 @@ mod tests {
             !text.contains("canary") && text.contains("value: \"defined\""),
             "{text}"
         );
+    }
+
+    /// The reviewer's first attack: each line doubles the one before, so 40
+    /// lines would ask for a terabyte. 26 doublings of one byte (64 MiB, well
+    /// past the budget) are enough to show the bound without hurting a
+    /// machine whose parser has none.
+    #[test]
+    fn doubling_references_stop_at_the_expansion_budget() {
+        let mut text = String::from("A0=x\n");
+        for index in 1..=26 {
+            text.push_str(&format!(
+                "A{index}=${{A{}}}${{A{}}}\n",
+                index - 1,
+                index - 1
+            ));
+        }
+        text.push_str("KEY=fine\n");
+        let started = std::time::Instant::now();
+        let error = parse(text.as_bytes()).unwrap_err();
+        assert!(error.reason.contains("expansion"), "{error}");
+        assert!(error.line <= 26, "{error}");
+        // A fatal error for every caller: `get` of an innocent key too.
+        assert!(get(text.as_bytes(), "KEY").is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// A large legitimate file, with a certificate reused many times, stays
+    /// well inside the budget.
+    #[test]
+    fn a_large_legitimate_file_with_reused_values_still_parses() {
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\\n{}\\n-----END CERTIFICATE-----",
+            "A".repeat(4000)
+        );
+        let mut text = format!("CA=\"{pem}\"\n");
+        for index in 0..200 {
+            text.push_str(&format!("BUNDLE_{index}=\"${{CA}}\\n${{CA}}\"\n"));
+        }
+        for index in 0..20_000 {
+            text.push_str(&format!("PLAIN_{index}=value-{index}\n"));
+        }
+        let pairs = parse(text.as_bytes()).unwrap();
+        assert_eq!(pairs.len(), 1 + 200 + 20_000);
+        assert_eq!(pairs[200].1.len(), 2 * pairs[0].1.len() + 1);
+    }
+
+    /// The reviewer's second attack: `${Z:-` nested 170,000 deep overflowed
+    /// the stack. Run on a 256 KiB stack, far smaller than a main thread's,
+    /// so only a bounded depth can pass.
+    #[test]
+    fn deeply_nested_defaults_are_refused_without_overflowing_a_small_stack() {
+        let depth = 170_000;
+        let mut text = String::from("A=");
+        text.push_str(&"${Z:-".repeat(depth));
+        text.push('x');
+        text.push_str(&"}".repeat(depth));
+        text.push_str("\nKEY=v\n");
+        let outcome = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || parse(text.as_bytes()).map(|pairs| pairs.len()))
+            .unwrap()
+            .join()
+            .unwrap();
+        let error = outcome.unwrap_err();
+        assert!(error.reason.contains("nested"), "{error}");
+        assert_eq!(error.line, 1);
+        // Nesting within the limit still works.
+        let shallow = format!("A={}x{}", "${Z:-".repeat(8), "}".repeat(8));
+        assert_eq!(value(&shallow), "x");
+    }
+
+    /// The reviewer's third attack: 128k keys took 16 s for one `get`
+    /// (every entry compared with every earlier one). Linear now: eight
+    /// times the keys take about eight times as long (a quadratic parser
+    /// takes 64 times), and 128k keys take well under a second in release
+    /// (about a second in a debug build on a loaded machine, so the
+    /// absolute bound here is loose and the ratio is the proof).
+    #[test]
+    fn one_get_among_128k_keys_is_linear() {
+        fn timed_get(count: usize) -> std::time::Duration {
+            let mut text = String::new();
+            for index in 0..count {
+                text.push_str(&format!("K{index}=v{index}\n"));
+            }
+            text.push_str("K0=again\nLAST=${K5}-${K0}\n");
+            let started = std::time::Instant::now();
+            let last = get(text.as_bytes(), "LAST").unwrap().unwrap();
+            let elapsed = started.elapsed();
+            assert_eq!(last.expose(), b"v5-again");
+            elapsed
+        }
+        // The best of three runs each, so a busy machine does not decide.
+        let best = |count| (0..3).map(|_| timed_get(count)).min().unwrap();
+        let small = best(16 * 1024);
+        let large = best(128 * 1024);
+        eprintln!("one get: 16k keys {small:?}, 128k keys {large:?}");
+        assert!(large < small * 20, "16k: {small:?}, 128k: {large:?}");
+        assert!(large < std::time::Duration::from_secs(10), "{large:?}");
+        // A later duplicate still moves the name to its last place.
+        let names: Vec<String> = parse_entries(b"A=1\nB=2\nA=3\n")
+            .unwrap()
+            .into_iter()
+            .map(|entry| entry.name)
+            .collect();
+        assert_eq!(names, ["B", "A"]);
     }
 }

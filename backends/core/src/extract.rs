@@ -79,9 +79,7 @@ fn follow_pointer<'a>(root: &'a RawValue, pointer: &str) -> Result<&'a RawValue>
         current = if text.starts_with('[') {
             let items: Vec<&RawValue> = serde_json::from_str(current.get())
                 .map_err(|_| Error::malformed("the secret is not valid JSON"))?;
-            token
-                .parse::<usize>()
-                .ok()
+            array_index(&token)
                 .and_then(|index| items.get(index).copied())
                 .ok_or_else(|| missing(&field))?
         } else if text.starts_with('{') {
@@ -91,6 +89,16 @@ fn follow_pointer<'a>(root: &'a RawValue, pointer: &str) -> Result<&'a RawValue>
         };
     }
     Ok(current)
+}
+
+/// An RFC 6901 array index: `0`, or digits without a leading zero.
+/// `usize::from_str` alone would also take `+1` and `01`.
+fn array_index(token: &str) -> Option<usize> {
+    let digits_only = !token.is_empty() && token.bytes().all(|byte| byte.is_ascii_digit());
+    if !digits_only || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 fn raw_to_value(raw: &RawValue, field: &Field) -> Result<SecretValue> {
@@ -127,13 +135,18 @@ fn unescape_json_string(inner: &str) -> Result<SecretValue> {
             'r' => '\r',
             't' => '\t',
             'u' => {
+                // serde_json only checked the four hex digits: a high
+                // surrogate must be followed by `\u` and a low one, and a
+                // low one must not stand alone (`char::from_u32` refuses it).
                 let high = hex4(&mut chars).ok_or_else(bad)?;
                 if (0xD800..0xDC00).contains(&high) {
                     if chars.next() != Some('\\') || chars.next() != Some('u') {
                         return Err(bad());
                     }
-                    let low = hex4(&mut chars).ok_or_else(bad)?;
-                    let combined = 0x10000 + ((high - 0xD800) << 10) + (low.wrapping_sub(0xDC00));
+                    let low = hex4(&mut chars)
+                        .filter(|low| (0xDC00..0xE000).contains(low))
+                        .ok_or_else(bad)?;
+                    let combined = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
                     char::from_u32(combined).ok_or_else(bad)?
                 } else {
                     char::from_u32(high).ok_or_else(bad)?
@@ -231,5 +244,60 @@ mod tests {
         assert_eq!(b.expose(), b"two words");
         let error = extract_field(&doc, Format::DotEnv, &Field::Key("C".into())).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::NotFound);
+    }
+
+    /// serde_json checks only that `\u` has four hex digits when it skips
+    /// a string, so hushbox's own unescaper must refuse surrogates that do
+    /// not pair: they used to decode to another character (or overflow).
+    #[test]
+    fn invalid_surrogates_are_malformed_not_another_character() {
+        for escaped in [
+            r"\ud800",
+            r"\ud800x",
+            r"\ud800\u0041",
+            r"\ud800\ud800",
+            r"\ud800\ue000",
+            r"\udc00",
+            r"\udfff\ud800",
+            r"\ud800\n",
+        ] {
+            let doc = format!(r#"{{"a":"{escaped}"}}"#);
+            let error = json(&doc, "a").unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::MalformedPayload, "{escaped}");
+        }
+        // A real pair, upper- or lower-case, still decodes.
+        assert_eq!(
+            json(r#"{"a":"\uD83D\uDE00"}"#, "a").unwrap(),
+            "😀".as_bytes()
+        );
+        assert_eq!(
+            json(r#"{"a":"\udbff\udfff"}"#, "a").unwrap(),
+            "\u{10ffff}".as_bytes()
+        );
+    }
+
+    /// Found by the `json_field` fuzz target: `usize::from_str` takes a
+    /// sign and leading zeros, so `/hosts/+1` and `/hosts/01` selected
+    /// `hosts[1]`. RFC 6901 array indexes are `0` or digits without a
+    /// leading zero; anything else selects nothing.
+    #[test]
+    fn pointer_array_indexes_are_rfc_6901_digits_only() {
+        let doc = r#"{"hosts":["a","b"]}"#;
+        assert_eq!(json(doc, "/hosts/1").unwrap(), b"b");
+        assert_eq!(json(doc, "/hosts/0").unwrap(), b"a");
+        for pointer in [
+            "/hosts/+1",
+            "/hosts/01",
+            "/hosts/-0",
+            "/hosts/ 1",
+            "/hosts/",
+            "/hosts/-",
+        ] {
+            assert_eq!(
+                json(doc, pointer).unwrap_err().kind(),
+                ErrorKind::NotFound,
+                "{pointer}"
+            );
+        }
     }
 }

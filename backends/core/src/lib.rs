@@ -22,6 +22,7 @@ mod memory;
 mod proc_maps;
 mod reference;
 mod registry;
+pub mod text;
 pub mod trust;
 mod value;
 

@@ -5,6 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::registry::{is_credential_name, looks_like_credential};
+use crate::text;
 
 /// Which part of a structured secret a reference selects.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,12 +109,40 @@ fn valid_scheme(scheme: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-_".contains(c))
 }
 
+/// Refuses control characters, and characters a reader cannot see or that
+/// turn text around: a reference is shown in `check`, logs and errors, and
+/// must read as what it is.
 fn check_text(what: &str, text: &str, reference: &str) -> Result<()> {
-    if text.chars().any(char::is_control) {
-        return Err(
-            Error::config(format!("the {what} contains a control character"))
-                .with_subject(reference.escape_debug()),
-        );
+    if text::has_invisible(text) {
+        return Err(Error::config(format!(
+            "the {what} contains an invisible, bidi or control character"
+        ))
+        .with_subject(text::shown(reference)));
+    }
+    Ok(())
+}
+
+/// Refuses a query parameter that carries a credential: a reference is
+/// shown by `check`, in logs and in errors, so one in it would be printed.
+/// The error quotes neither the value nor a name shaped like a credential,
+/// and its subject is the reference without its query (its path has passed
+/// `check_text`).
+fn check_not_credential(name: &str, value: &str, scheme: &str, path: &str) -> Result<()> {
+    const WHERE: &str = "credentials never go in a reference, which `check`, logs and errors \
+         show: give the backend its credential through its `*_file` or `*_env` setting";
+    let refuse = |what: String| {
+        Err(Error::config(format!("invalid reference: {what}; {WHERE}"))
+            .with_subject(format!("{scheme}://{path}")))
+    };
+    if looks_like_credential(name) || looks_like_credential(value) {
+        return refuse("a query parameter looks like a credential".to_owned());
+    }
+    if is_credential_name(name) {
+        // The name matched a credential word, so it is safe to repeat.
+        return refuse(format!(
+            "the query parameter `{}` is named like a credential",
+            name.escape_debug()
+        ));
     }
     Ok(())
 }
@@ -150,6 +180,7 @@ impl FromStr for SecretRef {
                 if name.is_empty() {
                     return Err(invalid("a query parameter has no name"));
                 }
+                check_not_credential(name, value, scheme, path)?;
                 if params.insert(name.to_owned(), value.to_owned()).is_some() {
                     return Err(invalid(&format!("the parameter `{name}` is given twice")));
                 }
@@ -273,5 +304,61 @@ mod tests {
         assert!(SecretRef::looks_like_reference("age://x"));
         assert!(!SecretRef::looks_like_reference("http is fun"));
         assert!(!SecretRef::looks_like_reference("Hello://x"));
+    }
+
+    /// A reference shows in `check`, logs and errors: a bidi override or a
+    /// zero-width character could make it read as another.
+    #[test]
+    fn references_with_bidi_or_invisible_characters_are_refused() {
+        for text in [
+            "age://prod/\u{202e}bd",
+            "age://prod/db\u{200b}",
+            "vault://secret/app#pass\u{200d}word",
+            "vault://secret/app?version=\u{2066}1",
+        ] {
+            let error = text.parse::<SecretRef>().unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::Config, "{text:?}");
+            assert!(error.to_string().contains("invisible"), "{error}");
+        }
+    }
+
+    /// A reference is shown by `check`, in logs and in errors: a credential
+    /// in its query string would be printed. Refused at parse time, by the
+    /// parameter's name or by the value's shape, without quoting it.
+    #[test]
+    fn a_credential_in_the_query_string_is_refused_without_quoting_it() {
+        for text in [
+            "vault://secret/app?token=CANARY42",
+            "vault://secret/app?X-Vault-Token=CANARY42",
+            "vault://secret/app?password=CANARY42#user",
+            "vault://secret/app?secret_id=CANARY42",
+            "vault://secret/app?key=CANARY42",
+            "vault://secret/app?api_key=CANARY42",
+            "vault://secret/app?client_secret=CANARY42",
+            "vault://secret/app?access_token=CANARY42",
+            "vault://pki/issue/web?common_name=x&db_password=CANARY42",
+            "vault://secret/app?version=hvs.CANARY42aaaaaaaaaaaaaaaa",
+            "aws://prod/db?version_id=AKIACANARY42AAAAAAAA",
+            "vault://secret/app?x=-----BEGIN%20PRIVATE%20KEY-----CANARY42",
+            "vault://secret/app?hvs.CANARY42aaaaaaaaaaaaaaaa",
+            "vault://secret/app?AGE-SECRET-KEY-1CANARY42",
+        ] {
+            let error = text.parse::<SecretRef>().unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::Config, "{text}");
+            let shown = error.to_string();
+            assert!(!shown.contains("CANARY42"), "{text}: {shown}");
+            assert!(shown.contains("credential"), "{text}: {shown}");
+        }
+        // Ordinary parameters, including ones with `key` inside a word.
+        for text in [
+            "vault://pki/issue/web?common_name=app.internal&ttl=1h#certificate",
+            "vault://ssh/sign/role?public_key=ssh-ed25519",
+            "vault://transit/keys/app?key_version=2",
+            "aws://prod/db?version_stage=AWSPREVIOUS",
+            "vault://secret/app?version=3",
+        ] {
+            text.parse::<SecretRef>()
+                .unwrap_or_else(|error| panic!("{text}: {error}"));
+        }
     }
 }

@@ -179,7 +179,41 @@ pub fn reject_inline_credentials(table: &toml::Table) -> Result<()> {
     Ok(())
 }
 
-fn looks_like_credential(text: &str) -> bool {
+/// Whether `name` (of a setting or a reference's query parameter) says it
+/// holds a credential: one of the manifest's credential keys, another common
+/// credential word, or a name ending in one (`db_password`,
+/// `X-Vault-Token`). `public_key` is not a credential.
+pub(crate) fn is_credential_name(name: &str) -> bool {
+    const MORE: &[&str] = &[
+        "key",
+        "apikey",
+        "passphrase",
+        "passwd",
+        "pass",
+        "pwd",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "client_key",
+        "signature",
+    ];
+    const SUFFIXES: &[&str] = &["_token", "_password", "_passphrase", "_secret", "_key"];
+    let name = name.to_ascii_lowercase().replace('-', "_");
+    if name == "public_key" || name.ends_with("_public_key") {
+        return false;
+    }
+    CREDENTIAL_KEYS.contains(&name.as_str())
+        || MORE.contains(&name.as_str())
+        || SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+}
+
+/// Whether `text` is shaped like a known credential (an age identity, a PEM
+/// block, a Vault token, an AWS access key id).
+pub(crate) fn looks_like_credential(text: &str) -> bool {
     CREDENTIAL_PREFIXES.iter().any(|prefix| {
         text.starts_with(prefix)
             && (prefix.len() > 2

@@ -89,18 +89,19 @@ pub(super) fn import(session: &Session, store: &AgeStore, args: &ImportArgs) -> 
             .with_subject(&shown)
         };
         if !is_variable_name(&entry.name) {
-            return Err(at_line(format!(
-                "`{}` is not a name a program's environment can carry (letters, digits and _, \
-                 not starting with a digit)",
-                entry.name
-            ))
+            // Not quoted: a line whose "name" is not a name may be a
+            // pasted secret; the line number finds it.
+            return Err(at_line(
+                "the name is not one a program's environment can carry (letters, digits and _, \
+                 not starting with a digit)"
+                    .to_owned(),
+            )
             .into());
         }
         if value.expose().contains(&0) {
-            return Err(at_line(format!(
-                "the value of {} holds a NUL byte, which an environment variable cannot",
-                entry.name
-            ))
+            return Err(at_line(
+                "the value holds a NUL byte, which an environment variable cannot".to_owned(),
+            )
             .into());
         }
         let path = format!("{}{}", args.prefix, entry.name);
