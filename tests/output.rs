@@ -198,8 +198,13 @@ fn unsafe_secret_names_are_config_errors() {
     for name in ["../x", "a/b", ".hidden", "", "a\0b", "..", ".", &long] {
         let error = validate_secret_name(name).expect_err(name);
         assert_eq!(error.kind(), ErrorKind::Config, "{name:?}");
-        assert_eq!(error.subject(), Some(format!("{name:?}").as_str()));
+        // Quoted, with control and invisible characters escaped.
+        assert_eq!(
+            error.subject(),
+            Some(hushbox_core::text::shown(name).as_str())
+        );
     }
+    assert_eq!(hushbox_core::text::shown("a\0b"), "\"a\\u{0}b\"");
     for name in ["db_password", "api.key", "x", &"x".repeat(255)] {
         validate_secret_name(name).unwrap_or_else(|error| panic!("{name:?}: {error}"));
     }
