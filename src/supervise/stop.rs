@@ -42,8 +42,13 @@ const GRACE: Duration = Duration::from_secs(2);
 /// How often the watcher looks at its stop flag between waits.
 const POLL: Duration = Duration::from_millis(20);
 
-/// The first stop signal received during setup, or 0.
-static RECEIVED: AtomicI32 = AtomicI32::new(0);
+/// The first stop signal received during setup (0 for none), with
+/// [`CLOSED`] set once setup has ended. One atomic word, so that a signal
+/// the watcher takes just as [`finish`] runs is either seen by `finish` or
+/// handed back to the process for the child, never lost between the two.
+static STATE: AtomicI32 = AtomicI32::new(0);
+/// The bit of [`STATE`] that [`finish`] sets.
+const CLOSED: i32 = 1 << 30;
 /// The running watch, ended by [`finish`].
 static WATCH: Mutex<Option<Watch>> = Mutex::new(None);
 
@@ -75,20 +80,28 @@ pub fn watch() -> std::io::Result<()> {
 
 /// Ends the watch (if one runs) and returns the stop signal received during
 /// setup, if any. After this, stop signals stay pending for the child.
+///
+/// The watcher is told to stop, not waited for: it wakes within [`POLL`]
+/// and ends, and a signal it takes meanwhile goes back to the process
+/// (see [`STATE`]). Waiting for it would add up to a poll interval to every
+/// start.
 pub fn finish() -> Option<i32> {
     let watch = WATCH
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .take();
     if let Some(watch) = watch {
-        stop_watch(watch);
+        watch.done.store(true, Ordering::SeqCst);
     }
-    received()
+    match STATE.fetch_or(CLOSED, Ordering::SeqCst) & !CLOSED {
+        0 => None,
+        signo => Some(signo),
+    }
 }
 
 /// The stop signal received during setup, if any.
 pub fn received() -> Option<i32> {
-    match RECEIVED.load(Ordering::SeqCst) {
+    match STATE.load(Ordering::SeqCst) & !CLOSED {
         0 => None,
         signo => Some(signo),
     }
@@ -134,7 +147,18 @@ fn watch_loop(done: &AtomicBool) {
     while !done.load(Ordering::SeqCst) {
         match signals::wait_for_signal(&set, POLL) {
             Ok(Wakeup::Signal { signo, .. }) => {
-                RECEIVED.store(signo, Ordering::SeqCst);
+                if STATE
+                    .compare_exchange(0, signo, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err()
+                {
+                    // Setup has ended: the signal is the child's. Blocked in
+                    // every thread, it stays pending until the supervisor
+                    // takes it.
+                    if let Ok(signal) = Signal::try_from(signo) {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), signal);
+                    }
+                    return;
+                }
                 tracing::debug!(signal = %signals::name(signo), "stop signal during setup");
                 break;
             }
