@@ -8,9 +8,9 @@ use hushbox_core::{
     async_trait,
 };
 
+use crate::age_store::AgeStore;
 use crate::config::{AgeConfig, AgeSettings};
 use crate::store::check_secret_path;
-use crate::vault::AgeStore;
 
 /// A store of age-encrypted secrets in passage's layout: secret `a/b` is
 /// `<store>/a/b.age`, binary or ASCII-armored, encrypted to the recipients

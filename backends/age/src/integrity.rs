@@ -1,6 +1,6 @@
 //! The store's integrity manifest, `<store>/.hushbox-integrity`: its
 //! format, its keys and its MAC. Pure functions over text and bytes; the
-//! file system and the trust decisions are in `vault.rs`.
+//! file system and the trust decisions are in `age_store.rs`.
 //!
 //! age authenticates nobody: anyone can encrypt a file to a store's public
 //! recipients. The manifest binds every secret's *name* to the SHA-256 of

@@ -15,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod age_store;
 mod backend;
 mod config;
 mod crypt;
@@ -27,12 +28,14 @@ mod keys;
 mod root;
 mod state;
 mod store;
-mod vault;
 
 use std::sync::Arc;
 
 use hushbox_core::{Backend, BackendContext, Registry, Result};
 
+pub use age_store::{
+    AcceptReport, AgeStore, RecipientsView, ReencryptReport, Revision, VerifyReport,
+};
 pub use backend::AgeBackend;
 pub use config::{
     AgeConfig, AgeSettings, DEFAULT_IDENTITY_FILE, DEFAULT_STORE, ENV_IDENTITY, ENV_INTEGRITY_KEY,
@@ -42,7 +45,6 @@ pub use keys::{
     generate_identity, parse_recipients, recipient_of_identity_file, write_identity_file,
 };
 pub use store::{RECIPIENTS_FILE, init_store};
-pub use vault::{AcceptReport, AgeStore, RecipientsView, ReencryptReport, Revision, VerifyReport};
 
 /// Checks that `path` can name a secret: relative, without empty, `.`, `..`
 /// or dot-prefixed components, and without control, bidi or invisible characters.
