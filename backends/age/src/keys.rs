@@ -14,7 +14,7 @@ use age::{Recipient, ssh, x25519};
 use hushbox_core::{Result, SecretValue};
 
 use crate::error::AgeError;
-use crate::store::sync_dir;
+use crate::root::sync_dir;
 
 /// The largest identity file read, as in the `age` crate.
 const IDENTITY_FILE_LIMIT: usize = 16 * 1024 * 1024;

@@ -379,6 +379,12 @@ impl Root {
 }
 
 /// Whether an OS error means "no such path".
+/// Makes the entries of a directory named by path (a new or renamed file)
+/// durable, for files outside a store (an identity file).
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 pub(crate) fn is_missing(error: &io::Error) -> bool {
     matches!(
         error.kind(),

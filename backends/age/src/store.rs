@@ -15,7 +15,7 @@ use hushbox_core::{Result, Trust};
 
 use crate::error::AgeError;
 use crate::keys::{RecipientSet, parse_recipients_from};
-use crate::root::{Kind, Root, is_missing};
+use crate::root::{Kind, Root, is_missing, sync_dir};
 
 /// The file naming the recipients of its directory and those below it.
 pub const RECIPIENTS_FILE: &str = ".age-recipients";
@@ -208,11 +208,6 @@ pub(crate) fn write_atomically(
     temp.as_file().sync_all()?;
     temp.persist(target).map_err(|error| error.error)?;
     sync_dir(dir)
-}
-
-/// Makes a directory's entries (a new or renamed file) durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// The secrets whose names start with `prefix`, sorted. Only regular `*.age`
