@@ -256,3 +256,48 @@ fn store_ls_json_lists_names_never_values() {
     let output = project.run(&["store", "ls", "--tree", "--format", "json"], None);
     assert_eq!(code(&output), 2, "{}", stderr(&output));
 }
+
+/// `AWS_CONFIG_FILE` naming a file that does not exist is a normal setup
+/// the SDK reads as empty: its warning is kept for debug output.
+#[test]
+fn a_missing_aws_config_file_is_not_warned_about_at_the_default_level() {
+    // A closed port: the fetch fails at once, after the SDK read its config.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-config");
+    let run = |extra: &[&str], log: Option<&str>| {
+        let mut args = extra.to_vec();
+        args.extend(["get", "aws://prod/api"]);
+        let mut command = hushbox_command(dir.path(), dir.path(), &args);
+        command
+            .env("AWS_CONFIG_FILE", &missing)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL", &endpoint);
+        if let Some(log) = log {
+            command.env("HUSHBOX_LOG", log);
+        }
+        run_with_stdin(command, None)
+    };
+    let warning = "config file overridden via environment variable not found";
+
+    let output = run(&[], None);
+    assert_eq!(code(&output), 69, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot reach Secrets Manager"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains(warning), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("WARN"), "{}", stderr(&output));
+
+    // The SDK did say it, and debug output shows it (-vv, or HUSHBOX_LOG).
+    for (extra, log) in [(&["-vv"][..], None), (&[][..], Some("debug"))] {
+        let output = run(extra, log);
+        assert_eq!(code(&output), 69, "{}", stderr(&output));
+        assert!(stderr(&output).contains(warning), "{}", stderr(&output));
+    }
+}
