@@ -352,6 +352,26 @@ ref = "vault://database/creds/app#password"
                 pg.can_log_in(&user, &password),
                 "both fields came from one lease"
             );
+            // check --fetch reports the lease (a new one), never the values.
+            let output = project.ok(
+                &["check", "--fetch", "--format", "json"],
+                &[("VAULT_TOKEN", ROOT_TOKEN)],
+            );
+            let text = stdout(&output);
+            assert!(!text.contains(&password), "{text}");
+            let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for entry in report["secrets"].as_array().unwrap() {
+                let ttl = entry["lease"]["ttl_seconds"].as_u64().unwrap();
+                assert!(ttl > 0 && ttl <= 300, "{entry}");
+                assert_eq!(entry["lease"]["renewable"], true, "{entry}");
+                assert!(entry["expires_at"].as_str().unwrap().ends_with('Z'));
+            }
+            let output = project.ok(&["check", "--fetch"], &[("VAULT_TOKEN", ROOT_TOKEN)]);
+            assert!(
+                stdout(&output).contains("s, renewable; expires 20"),
+                "{}",
+                stdout(&output)
+            );
         }
     }
 }
