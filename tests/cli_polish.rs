@@ -301,3 +301,20 @@ fn a_missing_aws_config_file_is_not_warned_about_at_the_default_level() {
         assert!(stderr(&output).contains(warning), "{}", stderr(&output));
     }
 }
+
+/// `completions` and `man` read no manifest: a broken or untrusted one
+/// (here group-writable, which every other command refuses) is no obstacle.
+#[test]
+fn completions_and_man_work_beside_a_manifest_other_commands_refuse() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new("version = 1\n");
+    let manifest = project.dir.path().join("hushbox.toml");
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let output = project.run(&["check"], None);
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    for args in [&["completions", "fish"][..], &["man"][..]] {
+        let output = project.run(args, None);
+        assert_eq!(code(&output), 0, "{args:?}: {}", stderr(&output));
+        assert!(!output.stdout.is_empty(), "{args:?}");
+    }
+}
