@@ -102,6 +102,7 @@ mod tests {
             .collect();
         let resolution = Resolution {
             versions: vec![None; values.len()],
+            leases: vec![None; values.len()],
             values,
         };
         let child = child_environment(&env, &plan, &resolution, &BTreeSet::new(), |n| {
@@ -135,6 +136,7 @@ mod tests {
             .collect();
         let resolution = |plan: &Plan| Resolution {
             versions: vec![None; plan.secrets.len()],
+            leases: vec![None; plan.secrets.len()],
             values: plan.secrets.iter().map(|_| None).collect(),
         };
         let names = |plan: &Plan| -> Vec<String> {
@@ -172,6 +174,7 @@ mod tests {
         ];
         let resolution = Resolution {
             versions: vec![None, None],
+            leases: vec![None, None],
             values,
         };
         let error = child_environment(&env, &plan, &resolution, &BTreeSet::new(), |n| {

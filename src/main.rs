@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use hushbox::cli::Cli;
+use clap::FromArgMatches;
+use hushbox::cli::{self, Cli};
 use hushbox::{commands, exit, logging};
 
 fn main() -> ExitCode {
@@ -11,7 +11,12 @@ fn main() -> ExitCode {
     hushbox::crash::install_panic_hook();
     // Before anything else, and before any thread exists: `run` and `exec`
     // supervise a child and must own every signal from the start.
-    let cli = Cli::parse();
+    let registry = commands::registry();
+    let version = cli::version_text(registry.kinds());
+    let cli = match Cli::from_arg_matches(&cli::command(version).get_matches()) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let signals = match commands::prepare_signals(&cli.command) {
         Ok(signals) => signals,
         Err(error) => {

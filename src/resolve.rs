@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hushbox_core::{
-    Backend, BackendContext, Document, Environment, Error, ErrorKind, Registry, SecretRef,
+    Backend, BackendContext, Document, Environment, Error, ErrorKind, Lease, Registry, SecretRef,
     SecretValue,
 };
 use tracing::{debug, warn};
@@ -205,6 +205,9 @@ pub struct Resolution {
     pub values: Vec<Option<SecretValue>>,
     /// The backend's version of each secret's document, when it reports one.
     pub versions: Vec<Option<String>>,
+    /// The lease each secret's document was issued under, when it has one
+    /// (an empty id: only an expiry, as a PKI certificate's).
+    pub leases: Vec<Option<Lease>>,
 }
 
 /// Every error that stopped a resolution, in plan order.
@@ -256,30 +259,37 @@ pub async fn resolve(plan: &Plan, backends: &Backends) -> Result<Resolution, Res
 
     let mut values = Vec::with_capacity(plan.secrets.len());
     let mut versions = Vec::with_capacity(plan.secrets.len());
+    let mut leases = Vec::with_capacity(plan.secrets.len());
     let mut errors = Vec::new();
     for secret in &plan.secrets {
         let selected = match &documents[&secret.reference.location()] {
             Ok(document) => document
                 .select(&secret.reference)
-                .map(|value| (value, document.version.clone())),
+                .map(|value| (value, document.version.clone(), document.lease.clone())),
             Err(error) => Err(Error::new(error.kind(), error.message().to_owned())
                 .with_subject(error.subject().unwrap_or_default())),
         };
         match selected {
-            Ok((value, version)) => {
+            Ok((value, version, lease)) => {
                 values.push(Some(value));
                 versions.push(version);
+                leases.push(lease);
             }
             Err(error) if secret.optional && error.kind() == ErrorKind::NotFound => {
                 warn!(secret = %secret.name, reference = %secret.reference, "optional secret not found; skipped");
                 values.push(None);
                 versions.push(None);
+                leases.push(None);
             }
             Err(error) => errors.push(error),
         }
     }
     if errors.is_empty() {
-        Ok(Resolution { values, versions })
+        Ok(Resolution {
+            values,
+            versions,
+            leases,
+        })
     } else {
         Err(ResolveFailure { errors })
     }

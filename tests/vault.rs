@@ -135,6 +135,30 @@ ref = "vault://pki/issue/web?common_name=app.internal&ttl=1h#serial_number"
         "{report}"
     );
     assert!(report.contains("all fetched"), "{report}");
+    // The certificate has no lease, but an expiry (ttl=1h), in text and JSON.
+    assert!(report.contains("tls.crt  vault://pki/issue/web?common_name=app.internal&ttl=1h#certificate  ok (version "), "{report}");
+    assert!(report.contains("; expires 20"), "{report}");
+
+    let output = project.ok(&["check", "--fetch", "--format", "json"], &[]);
+    let text = stdout(&output);
+    assert!(!text.contains("correct horse battery staple"), "{text}");
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    assert!(!text.contains("BEGIN CERTIFICATE"), "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let secrets = report["secrets"].as_array().unwrap();
+    let entry = |name: &str| secrets.iter().find(|s| s["name"] == name).unwrap();
+    assert_eq!(entry("db_password")["version"], "1");
+    assert_eq!(entry("db_password")["expires_at"], serde_json::Value::Null);
+    let certificate = entry("tls.crt");
+    assert_eq!(certificate["status"], "ok");
+    assert_eq!(certificate["lease"], serde_json::Value::Null);
+    let version = certificate["version"].as_str().unwrap();
+    assert!(!version.is_empty(), "{certificate}");
+    let expires = certificate["expires_at"].as_str().unwrap();
+    assert!(
+        expires.len() == 20 && expires.ends_with('Z'),
+        "{certificate}"
+    );
 }
 
 /// Without a manifest, `vault://` reaches a default instance configured
@@ -327,6 +351,26 @@ ref = "vault://database/creds/app#password"
             assert!(
                 pg.can_log_in(&user, &password),
                 "both fields came from one lease"
+            );
+            // check --fetch reports the lease (a new one), never the values.
+            let output = project.ok(
+                &["check", "--fetch", "--format", "json"],
+                &[("VAULT_TOKEN", ROOT_TOKEN)],
+            );
+            let text = stdout(&output);
+            assert!(!text.contains(&password), "{text}");
+            let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for entry in report["secrets"].as_array().unwrap() {
+                let ttl = entry["lease"]["ttl_seconds"].as_u64().unwrap();
+                assert!(ttl > 0 && ttl <= 300, "{entry}");
+                assert_eq!(entry["lease"]["renewable"], true, "{entry}");
+                assert!(entry["expires_at"].as_str().unwrap().ends_with('Z'));
+            }
+            let output = project.ok(&["check", "--fetch"], &[("VAULT_TOKEN", ROOT_TOKEN)]);
+            assert!(
+                stdout(&output).contains("s, renewable; expires 20"),
+                "{}",
+                stdout(&output)
             );
         }
     }

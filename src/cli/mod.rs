@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod store;
 
@@ -61,6 +61,57 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Print the table of exit codes.
     ExitCodes,
+    /// Print a shell completion script to stdout (bash, zsh or fish).
+    Completions(CompletionsArgs),
+    /// Print the manual page, hushbox.1 (roff), to stdout.
+    Man,
+}
+
+/// `hushbox completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: Shell,
+}
+
+/// The shells `hushbox completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// bash (bash-completion).
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+/// Output formats of `check` and `store ls`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Lines for people (the default).
+    #[default]
+    Text,
+    /// One JSON document on stdout, for scripts.
+    Json,
+}
+
+/// The version line: the package version, the commit it was built from
+/// (`unknown` outside a git checkout) and the backends compiled in.
+pub fn version_text<'a>(backends: impl IntoIterator<Item = &'a str>) -> String {
+    let mut backends: Vec<&str> = backends.into_iter().collect();
+    backends.sort_unstable();
+    format!(
+        "{} (commit {}; backends: {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("HUSHBOX_COMMIT"),
+        backends.join(", ")
+    )
+}
+
+/// The clap command with `version` as its version line: what `--version`,
+/// the completions and the manual page are generated from.
+pub fn command(version: String) -> clap::Command {
+    Cli::command().version(version)
 }
 
 /// `hushbox run`.
@@ -134,6 +185,10 @@ pub struct CheckArgs {
     /// Also fetch every secret (values are never printed).
     #[arg(long)]
     pub fetch: bool,
+    /// text, or json for scripts (names, references, versions and leases;
+    /// never values).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// `hushbox keygen`.

@@ -59,8 +59,11 @@ pub enum StoreCommand {
         /// Only names under this prefix.
         prefix: Option<String>,
         /// Draw a tree even when stdout is not a terminal.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         tree: bool,
+        /// text, or json: a JSON array of names, for scripts.
+        #[arg(long, value_enum)]
+        format: Option<super::Format>,
     },
     /// Remove a secret.
     Rm {

@@ -1,13 +1,69 @@
-//! `hushbox check [--fetch]`: validate without delivering anything.
+//! `hushbox check [--fetch] [--format text|json]`: validate without
+//! delivering anything. Names, references, versions and leases; never values.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hushbox_core::Lease;
+use serde_json::{Value, json};
 
 use super::{Outcome, Session, runtime};
-use crate::cli::CheckArgs;
+use crate::cli::{CheckArgs, Format};
 use crate::exit;
-use crate::resolve::{Backends, resolve};
+use crate::resolve::{Backends, Resolution, resolve};
 
 pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
     let plan = session.plan(None, None, false)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
+    let resolution = if args.fetch {
+        Some(runtime()?.block_on(resolve(&plan, &backends))?)
+    } else {
+        None
+    };
+    // Leases count from the fetch, which has just happened.
+    let now = SystemTime::now();
+    let facts: Vec<Option<Fetched>> = (0..plan.secrets.len())
+        .map(|index| resolution.as_ref().map(|r| Fetched::of(r, index, now)))
+        .collect();
+    if args.format == Format::Json {
+        let secrets: Vec<Value> = plan
+            .secrets
+            .iter()
+            .zip(&facts)
+            .map(|(secret, fetched)| {
+                let mut entry = json!({
+                    "name": secret.name,
+                    "reference": secret.reference.to_string(),
+                    "env_path": secret.env_path,
+                    "env_value": secret.env_value,
+                    "optional": secret.optional,
+                });
+                if let Some(fetched) = fetched {
+                    entry["status"] = json!(if fetched.found { "ok" } else { "missing" });
+                    entry["version"] = json!(fetched.version);
+                    entry["lease"] = fetched.lease.as_ref().map_or(Value::Null, |lease| {
+                        json!({
+                            "ttl_seconds": lease.ttl.as_secs(),
+                            "renewable": lease.renewable,
+                        })
+                    });
+                    entry["expires_at"] = json!(fetched.expires_at);
+                }
+                entry
+            })
+            .collect();
+        let document = json!({
+            "manifest": plan.manifest_path.as_ref().map(|path| path.to_string_lossy()),
+            "output": {
+                "dir": plan.output.dir.to_string_lossy(),
+                "mode": format!("{:04o}", plan.output.mode),
+            },
+            "backends": backends.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            "fetched": args.fetch,
+            "secrets": secrets,
+        });
+        println!("{document:#}");
+        return Ok(exit::OK);
+    }
     match &plan.manifest_path {
         Some(path) => println!("manifest: {}", path.display()),
         None => println!("manifest: none (default backends only)"),
@@ -17,12 +73,7 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
         plan.output.dir.display(),
         plan.output.mode
     );
-    let versions = if args.fetch {
-        Some(runtime()?.block_on(resolve(&plan, &backends))?)
-    } else {
-        None
-    };
-    for (index, secret) in plan.secrets.iter().enumerate() {
+    for (secret, fetched) in plan.secrets.iter().zip(&facts) {
         let mut line = format!("secret:   {}  {}", secret.name, secret.reference);
         if let Some(variable) = &secret.env_path {
             line.push_str(&format!("  ${variable}=<path>"));
@@ -30,13 +81,9 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
         if let Some(variable) = &secret.env_value {
             line.push_str(&format!("  ${variable}=<value>"));
         }
-        if let Some(resolution) = &versions {
-            let status = match (&resolution.values[index], &resolution.versions[index]) {
-                (None, _) => "missing (optional)".to_owned(),
-                (Some(_), Some(version)) => format!("ok (version {version})"),
-                (Some(_), None) => "ok".to_owned(),
-            };
-            line.push_str(&format!("  {status}"));
+        if let Some(fetched) = fetched {
+            line.push_str("  ");
+            line.push_str(&fetched.text());
         }
         println!("{line}");
     }
@@ -47,4 +94,93 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
         if args.fetch { ", all fetched" } else { "" }
     );
     Ok(exit::OK)
+}
+
+/// What `--fetch` learnt about one secret: never its value.
+struct Fetched {
+    found: bool,
+    version: Option<String>,
+    /// A lease proper (renewable or not); `None` for an expiry alone.
+    lease: Option<Lease>,
+    /// When the values stop being valid (a lease's end, a certificate's
+    /// expiry), as RFC 3339 UTC.
+    expires_at: Option<String>,
+}
+
+impl Fetched {
+    fn of(resolution: &Resolution, index: usize, now: SystemTime) -> Self {
+        let lease = resolution.leases.get(index).cloned().flatten();
+        Self {
+            found: resolution.values[index].is_some(),
+            version: resolution.versions[index].clone(),
+            expires_at: lease.as_ref().map(|lease| rfc3339(now + lease.ttl)),
+            // An expiry-only lease (empty id) is no lease to renew.
+            lease: lease.filter(|lease| !lease.id.is_empty()),
+        }
+    }
+
+    fn text(&self) -> String {
+        if !self.found {
+            return "missing (optional)".to_owned();
+        }
+        let mut facts = Vec::new();
+        if let Some(version) = &self.version {
+            facts.push(format!("version {version}"));
+        }
+        if let Some(lease) = &self.lease {
+            let renewable = if lease.renewable {
+                "renewable"
+            } else {
+                "not renewable"
+            };
+            facts.push(format!("lease {}s, {renewable}", lease.ttl.as_secs()));
+        }
+        if let Some(expires_at) = &self.expires_at {
+            facts.push(format!("expires {expires_at}"));
+        }
+        if facts.is_empty() {
+            "ok".to_owned()
+        } else {
+            format!("ok ({})", facts.join("; "))
+        }
+    }
+}
+
+/// `time` as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+fn rfc3339(time: SystemTime) -> String {
+    let seconds = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_723);
+        assert_eq!(rfc3339(leap), "2000-02-29T01:02:03Z");
+        let later = UNIX_EPOCH + Duration::from_secs(1_798_761_599);
+        assert_eq!(rfc3339(later), "2026-12-31T23:59:59Z");
+    }
 }

@@ -2,6 +2,7 @@
 //! acts. They return an exit code or a [`Failure`]; `main` prints and exits.
 
 mod check;
+mod docs;
 mod exec;
 mod get;
 mod inject;
@@ -279,6 +280,18 @@ pub fn dispatch(
     signals: Option<crate::supervise::SignalMask>,
     hardening: crate::harden::Hardening,
 ) -> Outcome {
+    // These read no manifest: they work anywhere, even beside a bad one.
+    match &cli.command {
+        Command::ExitCodes => {
+            for (code, meaning) in exit::TABLE {
+                println!("{code:>3}  {meaning}");
+            }
+            return Ok(exit::OK);
+        }
+        Command::Completions(args) => return docs::completions(args.shell),
+        Command::Man => return docs::man(),
+        _ => {}
+    }
     let session = Session::load(&cli)?;
     match cli.command {
         Command::Run(args) => run::run(&session, args, signals, hardening),
@@ -288,11 +301,8 @@ pub fn dispatch(
         Command::Check(args) => check::check(&session, args),
         Command::Store(command) => store::store(&session, command),
         Command::Keygen(args) => keygen::keygen(&session, args),
-        Command::ExitCodes => {
-            for (code, meaning) in exit::TABLE {
-                println!("{code:>3}  {meaning}");
-            }
-            Ok(exit::OK)
+        Command::ExitCodes | Command::Completions(_) | Command::Man => {
+            unreachable!("answered above")
         }
     }
 }

@@ -15,7 +15,7 @@ use hushbox_age::{AgeConfig, AgeStore};
 use hushbox_core::{BackendContext, DEFAULT_SIZE_LIMIT, Error, ErrorKind, SecretValue};
 
 use super::{Failure, Outcome, Session};
-use crate::cli::{RecipientsCommand, StoreArgs, StoreCommand};
+use crate::cli::{Format, RecipientsCommand, StoreArgs, StoreCommand};
 use crate::exit;
 
 /// The age store a command works on: the manifest's only age backend, the
@@ -172,12 +172,19 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
             store,
             prefix,
             tree,
+            format,
         } => {
             let store = open(session, &store)?;
             let prefix = prefix.unwrap_or_default();
             let names = store.list(&prefix)?;
             let mut stdout = std::io::stdout().lock();
-            let text = if tree || stdout.is_terminal() {
+            let text = if format == Some(Format::Json) {
+                let document = serde_json::json!({
+                    "store": store.settings().store.to_string_lossy(),
+                    "names": names,
+                });
+                format!("{document:#}\n")
+            } else if format.is_none() && (tree || stdout.is_terminal()) {
                 let root = if prefix.is_empty() {
                     store.settings().store.display().to_string()
                 } else {
