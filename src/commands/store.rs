@@ -236,19 +236,32 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
             for name in &report.reencrypted {
                 println!("{name}");
             }
+            // The errors first, then the summary, so that the last lines
+            // say what the store holds now.
+            for error in &report.failed {
+                super::print_error(error);
+            }
             eprintln!(
                 "hushbox: re-encrypted {} secret(s); {} already had their recipients",
                 report.reencrypted.len(),
                 report.unchanged
             );
-            if report.failed.is_empty() {
-                Ok(exit::OK)
-            } else {
-                Err(Failure {
-                    errors: report.failed,
-                    code: None,
-                })
-            }
+            let Some(first) = report.failed.first() else {
+                return Ok(exit::OK);
+            };
+            let names: Vec<&str> = report
+                .failed
+                .iter()
+                .map(|error| error.subject().unwrap_or("?"))
+                .collect();
+            eprintln!(
+                "hushbox: {} secret(s) could not be re-encrypted and keep the recipients they \
+                 had: {}; the others are committed. Fix or remove those (`hushbox store rm \
+                 NAME`), then run `hushbox store reencrypt` again",
+                names.len(),
+                names.join(", ")
+            );
+            Ok(exit::for_kind(first.kind()))
         }
         StoreCommand::Import {
             store,
