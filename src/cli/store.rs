@@ -28,6 +28,11 @@ pub enum StoreCommand {
         /// Create a subtree with its own recipients instead.
         #[arg(long, value_name = "SUBDIR")]
         dir: Option<String>,
+        /// Use the passage store ($HUSHBOX_STORE, else $PASSAGE_DIR, else
+        /// ~/.passage/store) instead of creating ./secrets and hushbox.toml
+        /// in a project without a manifest.
+        #[arg(long, conflicts_with = "backend")]
+        passage: bool,
     },
     /// Store a secret read from stdin, or from a no-echo prompt on a terminal.
     /// Never from the command line.
@@ -117,6 +122,11 @@ pub enum StoreCommand {
         store: StoreArgs,
         /// The .env file (Docker Compose's env_file rules).
         file: PathBuf,
+        /// Use the passage store ($HUSHBOX_STORE, else $PASSAGE_DIR, else
+        /// ~/.passage/store) instead of the project's ./secrets in a
+        /// project without a manifest.
+        #[arg(long, conflicts_with_all = ["backend", "manifest"])]
+        passage: bool,
         /// Store the secrets in this directory of the store, e.g. `dev`
         /// (`dev/KEY`).
         #[arg(long, value_name = "PREFIX")]
