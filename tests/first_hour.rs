@@ -83,6 +83,10 @@ fn the_env_journey_ends_with_a_store_in_the_repository_that_a_teammate_reads() {
     )
     .unwrap();
 
+    // `file://…#KEY` reads the same file the same way.
+    let output = ok(project, alice.path(), &["get", "file://.env#API_KEY"]);
+    assert_eq!(stdout(&output), "abc123");
+
     // The README's journey.
     ok(project, alice.path(), &["store", "init"]);
     ok(
