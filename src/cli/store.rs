@@ -7,8 +7,9 @@ use clap::{Args, Subcommand, ValueEnum};
 /// Options of every `hushbox store` command.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Which age backend of the manifest (default: the only one, else the
-    /// default store from $HUSHBOX_STORE).
+    /// Which age backend of the manifest (default: the only one; without a
+    /// manifest, the default store from $HUSHBOX_STORE, except that `init`
+    /// and `import` in a project create ./secrets and a manifest naming it).
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,
 }
