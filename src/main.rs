@@ -31,12 +31,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             for error in &failure.errors {
-                eprintln!("hushbox: error: {error}");
-                let mut source = std::error::Error::source(error);
-                while let Some(cause) = source {
-                    eprintln!("  caused by: {cause}");
-                    source = cause.source();
-                }
+                commands::print_error(error);
             }
             ExitCode::from(failure.exit_code())
         }

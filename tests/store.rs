@@ -335,6 +335,39 @@ fn a_second_person_is_added_and_a_removed_person_loses_access() {
 }
 
 #[test]
+fn reencrypt_with_a_bad_file_reencrypts_the_rest_and_names_what_failed() {
+    let alice = Person::new();
+    let bob = Person::new();
+    let project = Project::new(&alice);
+    project.set(&alice, "a", b"first");
+    project.set(&alice, "broken", b"second");
+    project.set(&alice, "c", b"third");
+    fs::write(project.secret_file("broken"), b"not an age file\n").unwrap();
+    project.ok(
+        &alice,
+        &["store", "recipients", "add", &bob.recipient],
+        None,
+    );
+
+    let output = project.run(&alice, &["store", "reencrypt"], None);
+    let errors = stderr(&output);
+    assert_eq!(output.status.code(), Some(65), "{errors}");
+    assert_eq!(stdout(&output), "a\nc\n");
+    // The summary comes last: what was re-encrypted, what failed, by name.
+    let summary: Vec<&str> = errors.lines().rev().take(2).collect();
+    assert!(summary[1].contains("re-encrypted 2 secret(s)"), "{errors}");
+    assert!(
+        summary[0].contains("1 secret(s) could not be re-encrypted")
+            && summary[0].contains("age://broken"),
+        "{errors}"
+    );
+    assert!(errors.contains("hushbox: error: "), "{errors}");
+    // The others are committed: Bob reads them.
+    assert_eq!(project.get(&bob, "a"), b"first");
+    assert_eq!(project.get(&bob, "c"), b"third");
+}
+
+#[test]
 fn the_age_cli_reads_and_writes_the_store_and_its_subtrees() {
     let alice = Person::new();
     let ops = Person::new();

@@ -7,8 +7,9 @@ use clap::{Args, Subcommand, ValueEnum};
 /// Options of every `hushbox store` command.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Which age backend of the manifest (default: the only one, else the
-    /// default store from $HUSHBOX_STORE).
+    /// Which age backend of the manifest (default: the only one; without a
+    /// manifest, the default store from $HUSHBOX_STORE, except that `init`
+    /// and `import` in a project create ./secrets and a manifest naming it).
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,
 }
@@ -28,6 +29,11 @@ pub enum StoreCommand {
         /// Create a subtree with its own recipients instead.
         #[arg(long, value_name = "SUBDIR")]
         dir: Option<String>,
+        /// Use the passage store ($HUSHBOX_STORE, else $PASSAGE_DIR, else
+        /// ~/.passage/store) instead of creating ./secrets and hushbox.toml
+        /// in a project without a manifest.
+        #[arg(long, conflicts_with = "backend")]
+        passage: bool,
     },
     /// Store a secret read from stdin, or from a no-echo prompt on a terminal.
     /// Never from the command line.
@@ -120,6 +126,11 @@ pub enum StoreCommand {
         store: StoreArgs,
         /// The .env file (Docker Compose's env_file rules).
         file: PathBuf,
+        /// Use the passage store ($HUSHBOX_STORE, else $PASSAGE_DIR, else
+        /// ~/.passage/store) instead of the project's ./secrets in a
+        /// project without a manifest.
+        #[arg(long, conflicts_with_all = ["backend", "manifest"])]
+        passage: bool,
         /// Store the secrets in this directory of the store, e.g. `dev`
         /// (`dev/KEY`).
         #[arg(long, value_name = "PREFIX")]

@@ -33,6 +33,17 @@ pub struct Failure {
     pub code: Option<u8>,
 }
 
+/// Prints an error and its causes to stderr, as hushbox reports every
+/// error.
+pub fn print_error(error: &Error) {
+    eprintln!("hushbox: error: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+}
+
 impl Failure {
     /// The exit code for this failure.
     pub fn exit_code(&self) -> u8 {

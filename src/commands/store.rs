@@ -17,6 +17,7 @@ use hushbox_core::{BackendContext, DEFAULT_SIZE_LIMIT, Error, ErrorKind, SecretV
 use super::{Failure, Outcome, Session};
 use crate::cli::{Format, RecipientsCommand, StoreArgs, StoreCommand};
 use crate::exit;
+use crate::manifest::FILE_NAME;
 
 /// The age store a command works on: the manifest's only age backend, the
 /// one `--backend` names, or the default store.
@@ -49,6 +50,76 @@ fn open(session: &Session, args: &StoreArgs) -> Result<AgeStore, Error> {
     let context = BackendContext {
         name,
         base_dir: session.base_dir(),
+        env: &session.env,
+    };
+    let config: AgeConfig = context.parse_config(settings)?;
+    AgeStore::from_config(&config, &context)
+}
+
+/// The store directory `store init` and `store import` create in a
+/// project without a manifest, relative to the project's root.
+const PROJECT_STORE: &str = "secrets";
+
+/// The manifest `store init` and `store import` create with the project's
+/// store, before `store init` adds `require_integrity`.
+const PROJECT_MANIFEST: &str = "version = 1\n\n[backends.age]\nkind = \"age\"\n\
+    store = \"secrets\"         # the project's store, committed with the code\n";
+
+/// Where a new store goes when no manifest names one: the root of the
+/// project (the nearest directory holding `.git`, else the current
+/// directory), so that the secrets are committed with the code. `None`,
+/// for the passage store, when the user asked for it (`--passage`,
+/// `--backend`, `HUSHBOX_STORE`, `PASSAGE_DIR`), when a manifest was found
+/// (it decides), or when there is no project: outside git, in the home
+/// directory or `/`.
+fn project_root(
+    session: &Session,
+    args: &StoreArgs,
+    passage: bool,
+) -> Result<Option<std::path::PathBuf>, Error> {
+    if session.manifest.is_some() {
+        if passage {
+            return Err(Error::config(
+                "--passage is for a project without a manifest: this one has a manifest, which \
+                 decides the store (use --backend NAME, or --config FILE for another manifest)",
+            ));
+        }
+        return Ok(None);
+    }
+    let asked = passage
+        || args.backend.is_some()
+        || ["HUSHBOX_STORE", "PASSAGE_DIR"]
+            .iter()
+            .any(|name| session.env.get(name).is_some_and(|value| !value.is_empty()));
+    if asked {
+        return Ok(None);
+    }
+    if let Some(root) = session
+        .cwd
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+    {
+        return Ok(Some(root.to_path_buf()));
+    }
+    let home = session.env.get("HOME").map(std::path::Path::new);
+    let cwd = session.cwd.as_path();
+    if home == Some(cwd) || cwd.parent().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(session.cwd.clone()))
+}
+
+/// The store in `<root>/secrets`, as the manifest `store init` writes
+/// there will configure it.
+fn open_project(session: &Session, root: &std::path::Path) -> Result<AgeStore, Error> {
+    let mut settings = toml::Table::new();
+    settings.insert(
+        "store".to_owned(),
+        toml::Value::String(PROJECT_STORE.to_owned()),
+    );
+    let context = BackendContext {
+        name: hushbox_age::SCHEME,
+        base_dir: root,
         env: &session.env,
     };
     let config: AgeConfig = context.parse_config(settings)?;
@@ -110,11 +181,27 @@ fn require_integrity(session: &Session, store: &AgeStore) -> Result<(), Error> {
 pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
     match command {
         StoreCommand::Init {
-            store,
+            store: args,
             recipient,
             dir,
+            passage,
         } => {
-            let store = open(session, &store)?;
+            let project = project_root(session, &args, passage)?;
+            let new_manifest = project.as_ref().map(|root| root.join(FILE_NAME));
+            if let Some(path) = &new_manifest
+                && path.exists()
+            {
+                return Err(Error::config(
+                    "a manifest exists here that hushbox did not read (see --config and \
+                     HUSHBOX_CONFIG); nothing was initialised",
+                )
+                .with_subject(path.display())
+                .into());
+            }
+            let store = match &project {
+                Some(root) => open_project(session, root)?,
+                None => open(session, &args)?,
+            };
             let recipients = if recipient.is_empty() {
                 hushbox_age::recipient_of_identity_file(&store.settings().identity_file)?
             } else {
@@ -131,8 +218,24 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
                     .join(hushbox_age::INTEGRITY_FILE)
                     .display()
             );
-            if dir.is_none() {
-                require_integrity(session, &store)?;
+            match (&new_manifest, &dir) {
+                (Some(path), _) => {
+                    let text = format!(
+                        "{PROJECT_MANIFEST}require_integrity = true  # no integrity \
+                         manifest = exit 65\n"
+                    );
+                    import::write_manifest(path, &text).map_err(|error| {
+                        Error::io("cannot write the manifest", error).with_subject(path.display())
+                    })?;
+                    eprintln!(
+                        "hushbox: created {} naming the store ([backends.age] store = \
+                         \"{PROJECT_STORE}\", require_integrity = true); commit it with \
+                         {PROJECT_STORE}/",
+                        path.display()
+                    );
+                }
+                (None, None) => require_integrity(session, &store)?,
+                (None, Some(_)) => {}
             }
             if let Some(dir) = &dir {
                 let existing = store.list(&format!("{dir}/"))?.len();
@@ -243,29 +346,51 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
             for name in &report.reencrypted {
                 println!("{name}");
             }
+            // The errors first, then the summary, so that the last lines
+            // say what the store holds now.
+            for error in &report.failed {
+                super::print_error(error);
+            }
             eprintln!(
                 "hushbox: re-encrypted {} secret(s); {} already had their recipients",
                 report.reencrypted.len(),
                 report.unchanged
             );
-            if report.failed.is_empty() {
-                Ok(exit::OK)
-            } else {
-                Err(Failure {
-                    errors: report.failed,
-                    code: None,
-                })
-            }
+            let Some(first) = report.failed.first() else {
+                return Ok(exit::OK);
+            };
+            let names: Vec<&str> = report
+                .failed
+                .iter()
+                .map(|error| error.subject().unwrap_or("?"))
+                .collect();
+            eprintln!(
+                "hushbox: {} secret(s) could not be re-encrypted and keep the recipients they \
+                 had: {}; the others are committed. Fix or remove those (`hushbox store rm \
+                 NAME`), then run `hushbox store reencrypt` again",
+                names.len(),
+                names.join(", ")
+            );
+            Ok(exit::for_kind(first.kind()))
         }
         StoreCommand::Import {
-            store,
+            store: args,
             file,
             prefix,
             manifest,
             delete,
             force,
+            passage,
         } => {
-            let store = open(session, &store)?;
+            let project = if manifest.is_some() {
+                None
+            } else {
+                project_root(session, &args, passage)?
+            };
+            let store = match &project {
+                Some(root) => open_project(session, root)?,
+                None => open(session, &args)?,
+            };
             import::import(
                 session,
                 &store,
@@ -278,7 +403,13 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
                         }
                         prefix => prefix.unwrap_or_default(),
                     },
-                    manifest,
+                    manifest: manifest
+                        .or_else(|| project.as_ref().map(|root| root.join(FILE_NAME))),
+                    new_manifest: if project.is_some() {
+                        PROJECT_MANIFEST
+                    } else {
+                        "version = 1\n"
+                    },
                     delete,
                     force,
                 },

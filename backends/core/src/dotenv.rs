@@ -204,8 +204,14 @@ struct Scope {
     budget: Cell<usize>,
 }
 
+/// The UTF-8 byte-order mark, skipped once at the start of a file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 impl Scope {
     fn parse(document: &[u8], limit: usize) -> Result<Self, ParseError> {
+        // A Windows editor may save the file with a UTF-8 byte-order mark
+        // before the first name; Compose ignores one, and so does this.
+        let document = document.strip_prefix(UTF8_BOM).unwrap_or(document);
         let mut parser = Parser {
             input: document,
             pos: 0,
@@ -661,6 +667,19 @@ fn substitute_braced(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_leading_byte_order_mark_is_skipped() {
+        let text = b"\xEF\xBB\xBFA=1\nB=${A}2\n";
+        let entries = parse(text).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].0, "A");
+        assert_eq!(entries[1].1.expose(), b"12");
+        assert_eq!(get(text, "A").unwrap().unwrap().expose(), b"1");
+        // Only one, and only at the start: a second mark is part of a name.
+        assert!(parse(b"\xEF\xBB\xBF\xEF\xBB\xBFA=1\n").is_err());
+        assert!(parse(b"A=1\n\xEF\xBB\xBFB=2\n").is_err());
+    }
 
     fn pairs(text: &str) -> Vec<(String, String)> {
         parse(text.as_bytes())

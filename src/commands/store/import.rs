@@ -38,6 +38,8 @@ pub(super) struct ImportArgs {
     pub(super) file: PathBuf,
     pub(super) prefix: String,
     pub(super) manifest: Option<PathBuf>,
+    /// The text a manifest that does not exist yet starts from.
+    pub(super) new_manifest: &'static str,
     pub(super) delete: bool,
     pub(super) force: bool,
 }
@@ -147,7 +149,13 @@ pub(super) fn import(session: &Session, store: &AgeStore, args: &ImportArgs) -> 
     // The manifest edited is held to the rule of the one read: another
     // user's file is not rewritten with this user's references.
     let trust = Trust::from_env(&session.env)?;
-    let (manifest_text, added) = edited_manifest(&manifest_path, store.name(), &planned, &trust)?;
+    let (manifest_text, added) = edited_manifest(
+        &manifest_path,
+        args.new_manifest,
+        store.name(),
+        &planned,
+        &trust,
+    )?;
 
     if !args.force {
         let existing: Vec<&str> = planned
@@ -241,6 +249,7 @@ fn is_variable_name(name: &str) -> bool {
 /// reference and variable is kept; one that exists otherwise is an error.
 fn edited_manifest(
     path: &Path,
+    new_manifest: &str,
     scheme: &str,
     planned: &[Planned],
     trust: &Trust,
@@ -257,9 +266,7 @@ fn edited_manifest(
         Err(error) if error.kind() == hushbox_core::ErrorKind::NotFound => None,
         Err(error) => return Err(error),
     };
-    let text = original
-        .clone()
-        .unwrap_or_else(|| "version = 1\n".to_owned());
+    let text = original.clone().unwrap_or_else(|| new_manifest.to_owned());
     if original.is_some() {
         // A manifest hushbox would refuse is reported as hushbox reports it.
         Manifest::parse(&text, path)?;
@@ -409,6 +416,7 @@ mod tests {
         fs::write(&path, original).unwrap();
         let (text, added) = edited_manifest(
             &path,
+            "version = 1\n",
             "team",
             &[planned("DB_PASSWORD", "dev/DB_PASSWORD")],
             &Trust::default(),
@@ -427,6 +435,7 @@ mod tests {
         fs::write(&path, &text).unwrap();
         let (again, added) = edited_manifest(
             &path,
+            "version = 1\n",
             "team",
             &[planned("DB_PASSWORD", "dev/DB_PASSWORD")],
             &Trust::default(),
@@ -437,6 +446,7 @@ mod tests {
         // Another meaning for the same entry is refused.
         let error = edited_manifest(
             &path,
+            "version = 1\n",
             "team",
             &[planned("DB_PASSWORD", "other/DB_PASSWORD")],
             &Trust::default(),
@@ -452,8 +462,14 @@ mod tests {
     fn a_missing_manifest_is_created_and_a_variable_set_twice_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hushbox.toml");
-        let (text, _) =
-            edited_manifest(&path, "age", &[planned("A", "A")], &Trust::default()).unwrap();
+        let (text, _) = edited_manifest(
+            &path,
+            "version = 1\n",
+            "age",
+            &[planned("A", "A")],
+            &Trust::default(),
+        )
+        .unwrap();
         let text = text.unwrap();
         assert!(text.starts_with("version = 1\n"), "{text}");
         assert!(!text.contains("[secrets]\n"), "{text}");
@@ -463,8 +479,14 @@ mod tests {
             "version = 1\n[secrets.other]\nref = \"age://o\"\nenv_value = \"A\"\n",
         )
         .unwrap();
-        let error =
-            edited_manifest(&path, "age", &[planned("A", "A")], &Trust::default()).unwrap_err();
+        let error = edited_manifest(
+            &path,
+            "version = 1\n",
+            "age",
+            &[planned("A", "A")],
+            &Trust::default(),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("already sets A"), "{error}");
     }
 
@@ -472,11 +494,24 @@ mod tests {
     fn references_must_reach_a_configured_backend() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.toml");
-        let error =
-            edited_manifest(&path, "team", &[planned("A", "A")], &Trust::default()).unwrap_err();
+        let error = edited_manifest(
+            &path,
+            "version = 1\n",
+            "team",
+            &[planned("A", "A")],
+            &Trust::default(),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("[backends.team]"), "{error}");
         fs::write(&path, "version = 1\n[backends.team]\nkind = \"age\"\n").unwrap();
-        edited_manifest(&path, "team", &[planned("A", "A")], &Trust::default()).unwrap();
+        edited_manifest(
+            &path,
+            "version = 1\n",
+            "team",
+            &[planned("A", "A")],
+            &Trust::default(),
+        )
+        .unwrap();
     }
 
     #[test]
