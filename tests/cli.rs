@@ -247,6 +247,47 @@ fn run_removes_its_directory_when_hushbox_is_terminated() {
     assert!(!path.exists(), "{} outlived SIGTERM", path.display());
 }
 
+/// A stop signal ends `run` promptly whenever it arrives: before signals
+/// are blocked (its default action), during setup (hushbox stops before the
+/// program), or once the program runs (it is forwarded), swept over the
+/// first 32 ms. (A watcher thread that outlived setup once took such a
+/// signal under load, raised it again, and the supervisor dropped it as
+/// self-sent; on a quiet machine the supervisor usually takes the signal
+/// first, so this sweep guards the behaviour rather than that race.)
+#[test]
+fn a_sigterm_at_any_moment_of_start_up_ends_run_promptly() {
+    let project = Project::with_store();
+    project.set("a", b"value");
+    for step in 0..80u64 {
+        let mut child = project
+            .command(&["run", "--", "sleep", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(step * 400));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let started = Instant::now();
+        let status = child.wait().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a SIGTERM {} µs after the start was lost",
+            step * 400
+        );
+        // Before hushbox blocks signals, SIGTERM's default action ends it.
+        let by_sigterm = std::os::unix::process::ExitStatusExt::signal(&status) == Some(15);
+        assert!(
+            status.code() == Some(128 + 15) || by_sigterm,
+            "{status:?} after {} µs",
+            step * 400
+        );
+    }
+}
+
 #[test]
 fn both_x_and_x_file_is_a_config_error() {
     let project = Project::with_store();

@@ -39,16 +39,12 @@ pub const STOP_SIGNALS: [Signal; 4] = [
 /// How long the setup may take to notice a stop signal before the watcher
 /// ends the process itself.
 const GRACE: Duration = Duration::from_secs(2);
-/// How often the watcher looks at its stop flag between waits.
+/// How often the watcher looks at its stop flag between waits (a safety
+/// net: [`finish`] wakes it at once with [`wake_signal`]).
 const POLL: Duration = Duration::from_millis(20);
 
-/// The first stop signal received during setup (0 for none), with
-/// [`CLOSED`] set once setup has ended. One atomic word, so that a signal
-/// the watcher takes just as [`finish`] runs is either seen by `finish` or
-/// handed back to the process for the child, never lost between the two.
-static STATE: AtomicI32 = AtomicI32::new(0);
-/// The bit of [`STATE`] that [`finish`] sets.
-const CLOSED: i32 = 1 << 30;
+/// The first stop signal received during setup, or 0.
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
 /// The running watch, ended by [`finish`].
 static WATCH: Mutex<Option<Watch>> = Mutex::new(None);
 
@@ -80,28 +76,20 @@ pub fn watch() -> std::io::Result<()> {
 
 /// Ends the watch (if one runs) and returns the stop signal received during
 /// setup, if any. After this, stop signals stay pending for the child.
-///
-/// The watcher is told to stop, not waited for: it wakes within [`POLL`]
-/// and ends, and a signal it takes meanwhile goes back to the process
-/// (see [`STATE`]). Waiting for it would add up to a poll interval to every
-/// start.
 pub fn finish() -> Option<i32> {
     let watch = WATCH
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .take();
     if let Some(watch) = watch {
-        watch.done.store(true, Ordering::SeqCst);
+        stop_watch(watch);
     }
-    match STATE.fetch_or(CLOSED, Ordering::SeqCst) & !CLOSED {
-        0 => None,
-        signo => Some(signo),
-    }
+    received()
 }
 
 /// The stop signal received during setup, if any.
 pub fn received() -> Option<i32> {
-    match STATE.load(Ordering::SeqCst) & !CLOSED {
+    match RECEIVED.load(Ordering::SeqCst) {
         0 => None,
         signo => Some(signo),
     }
@@ -134,9 +122,48 @@ pub fn exit_code(signo: i32) -> u8 {
     u8::try_from(128 + signo).unwrap_or(u8::MAX)
 }
 
+/// Ends the watcher and waits for it, so that what it recorded is final:
+/// a stop signal it took before it saw `done` counts as one during setup,
+/// and every later one stays pending for the supervisor. The wake-up is a
+/// signal sent to the watcher thread alone, which ends its wait at once:
+/// waiting out a poll would add up to [`POLL`] to every start.
 fn stop_watch(watch: Watch) {
     watch.done.store(true, Ordering::SeqCst);
+    wake(&watch.thread);
     let _ = watch.thread.join();
+}
+
+/// The signal [`stop_watch`] wakes the watcher with: the first real-time
+/// signal left to applications. It is blocked in every thread (hushbox
+/// blocks all but the faults before any thread starts, and threads inherit
+/// the mask), and sent to the watcher thread only, so no other thread (the
+/// supervisor, which forwards what it takes) ever sees it.
+fn wake_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+/// `set` plus [`wake_signal`], which nix's `Signal` cannot name.
+#[allow(unsafe_code)]
+fn with_wake_signal(set: &SigSet) -> SigSet {
+    let mut raw = *set.as_ref();
+    // SAFETY: sigaddset(3) on an initialised set with a valid signal number;
+    // the result is a valid sigset_t, which is all from_sigset_t_unchecked
+    // asks for.
+    unsafe {
+        libc::sigaddset(&mut raw, wake_signal());
+        SigSet::from_sigset_t_unchecked(raw)
+    }
+}
+
+#[allow(unsafe_code)]
+fn wake(thread: &JoinHandle<()>) {
+    use std::os::unix::thread::JoinHandleExt;
+    // SAFETY: the thread has not been joined, so its pthread_t is valid;
+    // pthread_kill(3) only queues a signal for it (an ended thread gives
+    // ESRCH, which is fine: it has nothing left to wake).
+    unsafe {
+        libc::pthread_kill(thread.as_pthread_t(), wake_signal());
+    }
 }
 
 fn watch_loop(done: &AtomicBool) {
@@ -144,21 +171,13 @@ fn watch_loop(done: &AtomicBool) {
     for signal in STOP_SIGNALS {
         set.add(signal);
     }
+    let set = with_wake_signal(&set);
     while !done.load(Ordering::SeqCst) {
         match signals::wait_for_signal(&set, POLL) {
+            // Sent by finish(): the loop condition ends the watch.
+            Ok(Wakeup::Signal { signo, .. }) if signo == wake_signal() => {}
             Ok(Wakeup::Signal { signo, .. }) => {
-                if STATE
-                    .compare_exchange(0, signo, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_err()
-                {
-                    // Setup has ended: the signal is the child's. Blocked in
-                    // every thread, it stays pending until the supervisor
-                    // takes it.
-                    if let Ok(signal) = Signal::try_from(signo) {
-                        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), signal);
-                    }
-                    return;
-                }
+                RECEIVED.store(signo, Ordering::SeqCst);
                 tracing::debug!(signal = %signals::name(signo), "stop signal during setup");
                 break;
             }
