@@ -704,7 +704,14 @@ fn logs_name_dir_generation_and_secrets_but_never_values() {
         .with_writer(move || sink.clone())
         .finish();
     let base = shm_dir();
-    let generation = tracing::subscriber::with_default(subscriber, || {
+    // The process-wide subscriber, not a scoped one: tests on other threads
+    // reach the same callsites first, and tracing may then cache them as
+    // uninteresting for a scoped subscriber (this test lost its "committed
+    // generation" lines that way under load). Other tests' events land in
+    // the capture too, which the assertions below allow.
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("no other test in this binary sets a global subscriber");
+    let generation = {
         let writer = open(base.path());
         let generation = commit_written(&writer, &[("canary_secret", CANARY)]);
         assert_eq!(
@@ -717,7 +724,7 @@ fn logs_name_dir_generation_and_secrets_but_never_values() {
         assert!(!format!("{writer:?}").contains("CANARY"));
         writer.remove_all().unwrap();
         generation
-    });
+    };
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     for needle in [
         "committed generation",
