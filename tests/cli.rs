@@ -52,18 +52,8 @@ impl Project {
         self.run_with(self.command(args), stdin)
     }
 
-    fn run_with(&self, mut command: Command, stdin: Option<&[u8]>) -> Output {
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(bytes) = stdin {
-            pipe.write_all(bytes).unwrap();
-        }
-        drop(pipe);
-        child.wait_with_output().unwrap()
+    fn run_with(&self, command: Command, stdin: Option<&[u8]>) -> Output {
+        common::run_with_stdin(command, stdin)
     }
 
     fn ok(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {

@@ -408,20 +408,23 @@ mod tests {
         }
     }
 
+    /// `edited_manifest` for a new manifest of `version = 1`, as the caller's.
+    fn edit(
+        path: &Path,
+        scheme: &str,
+        planned: &[Planned],
+    ) -> Result<(Option<String>, usize), Error> {
+        edited_manifest(path, "version = 1\n", scheme, planned, &Trust::default())
+    }
+
     #[test]
     fn the_manifest_keeps_its_comments_and_gains_entries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hushbox.toml");
         let original = "# my project\nversion = 1   # always 1\n\n[backends.team]\nkind = \"age\"  # ours\nstore = \"secrets\"\n\n[secrets.existing]\nref = \"team://x\"\n";
         fs::write(&path, original).unwrap();
-        let (text, added) = edited_manifest(
-            &path,
-            "version = 1\n",
-            "team",
-            &[planned("DB_PASSWORD", "dev/DB_PASSWORD")],
-            &Trust::default(),
-        )
-        .unwrap();
+        let (text, added) =
+            edit(&path, "team", &[planned("DB_PASSWORD", "dev/DB_PASSWORD")]).unwrap();
         let text = text.unwrap();
         assert_eq!(added, 1);
         assert!(text.starts_with(original), "{text}");
@@ -433,23 +436,15 @@ mod tests {
         );
         // Importing the same again changes nothing.
         fs::write(&path, &text).unwrap();
-        let (again, added) = edited_manifest(
-            &path,
-            "version = 1\n",
-            "team",
-            &[planned("DB_PASSWORD", "dev/DB_PASSWORD")],
-            &Trust::default(),
-        )
-        .unwrap();
+        let (again, added) =
+            edit(&path, "team", &[planned("DB_PASSWORD", "dev/DB_PASSWORD")]).unwrap();
         assert!(again.is_none());
         assert_eq!(added, 0);
         // Another meaning for the same entry is refused.
-        let error = edited_manifest(
+        let error = edit(
             &path,
-            "version = 1\n",
             "team",
             &[planned("DB_PASSWORD", "other/DB_PASSWORD")],
-            &Trust::default(),
         )
         .unwrap_err();
         assert!(
@@ -462,14 +457,7 @@ mod tests {
     fn a_missing_manifest_is_created_and_a_variable_set_twice_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hushbox.toml");
-        let (text, _) = edited_manifest(
-            &path,
-            "version = 1\n",
-            "age",
-            &[planned("A", "A")],
-            &Trust::default(),
-        )
-        .unwrap();
+        let (text, _) = edit(&path, "age", &[planned("A", "A")]).unwrap();
         let text = text.unwrap();
         assert!(text.starts_with("version = 1\n"), "{text}");
         assert!(!text.contains("[secrets]\n"), "{text}");
@@ -479,14 +467,7 @@ mod tests {
             "version = 1\n[secrets.other]\nref = \"age://o\"\nenv_value = \"A\"\n",
         )
         .unwrap();
-        let error = edited_manifest(
-            &path,
-            "version = 1\n",
-            "age",
-            &[planned("A", "A")],
-            &Trust::default(),
-        )
-        .unwrap_err();
+        let error = edit(&path, "age", &[planned("A", "A")]).unwrap_err();
         assert!(error.to_string().contains("already sets A"), "{error}");
     }
 
@@ -494,24 +475,10 @@ mod tests {
     fn references_must_reach_a_configured_backend() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.toml");
-        let error = edited_manifest(
-            &path,
-            "version = 1\n",
-            "team",
-            &[planned("A", "A")],
-            &Trust::default(),
-        )
-        .unwrap_err();
+        let error = edit(&path, "team", &[planned("A", "A")]).unwrap_err();
         assert!(error.to_string().contains("[backends.team]"), "{error}");
         fs::write(&path, "version = 1\n[backends.team]\nkind = \"age\"\n").unwrap();
-        edited_manifest(
-            &path,
-            "version = 1\n",
-            "team",
-            &[planned("A", "A")],
-            &Trust::default(),
-        )
-        .unwrap();
+        edit(&path, "team", &[planned("A", "A")]).unwrap();
     }
 
     #[test]
