@@ -8,8 +8,7 @@ use std::path::PathBuf;
 
 use hushbox_core::{Environment, Error, Result};
 
-use crate::plan::Plan;
-use crate::resolve::Resolution;
+use crate::generation::Generation;
 
 /// Variables that point at hushbox's own credentials. The child has no use
 /// for them, so it does not inherit them.
@@ -17,7 +16,8 @@ pub const OWN_CREDENTIAL_VARIABLES: &[&str] = &["HUSHBOX_IDENTITY", "VAULT_TOKEN
 
 /// The child's complete environment: hushbox's own, without the variables
 /// that held references or pointed at hushbox's credentials, plus each
-/// secret's `env` (a file path) and `env_value` (the value itself).
+/// secret's and template's `env` (a file path) and `env_value` (the value
+/// or rendered text itself).
 ///
 /// `credentials` names the variables the run's backends took their
 /// credentials from ([`Backends::credential_variables`](crate::resolve::Backends::credential_variables)):
@@ -28,11 +28,11 @@ pub const OWN_CREDENTIAL_VARIABLES: &[&str] = &["HUSHBOX_IDENTITY", "VAULT_TOKEN
 /// naming the variable, before anything is started.
 pub fn child_environment(
     base: &Environment,
-    plan: &Plan,
-    resolution: &Resolution,
+    generation: &Generation<'_>,
     credentials: &BTreeSet<String>,
     path_of: impl Fn(&str) -> PathBuf,
 ) -> Result<Vec<(OsString, OsString)>> {
+    let plan = generation.plan();
     let withheld = |name: &str| {
         OWN_CREDENTIAL_VARIABLES.contains(&name)
             || (credentials.contains(name)
@@ -43,17 +43,34 @@ pub fn child_environment(
         .filter(|(name, _)| !plan.consumed_env.contains(name.as_str()) && !withheld(name))
         .map(|(name, value)| (OsString::from(name), value.clone()))
         .collect();
-    for (secret, value) in plan.secrets.iter().zip(&resolution.values) {
-        let Some(value) = value else { continue };
-        if let Some(variable) = &secret.env_path {
-            env.push((variable.into(), path_of(&secret.name).into_os_string()));
+    let secrets = generation.secrets().filter_map(|(secret, value)| {
+        Some((
+            secret.name.as_str(),
+            secret.reference.to_string(),
+            value?,
+            &secret.env_path,
+            &secret.env_value,
+        ))
+    });
+    let templates = generation.templates().map(|(template, value)| {
+        (
+            template.name.as_str(),
+            template.label(),
+            value,
+            &template.env_path,
+            &template.env_value,
+        )
+    });
+    for (name, subject, value, env_path, env_value) in secrets.chain(templates) {
+        if let Some(variable) = env_path {
+            env.push((variable.into(), path_of(name).into_os_string()));
         }
-        if let Some(variable) = &secret.env_value {
+        if let Some(variable) = env_value {
             if value.expose().contains(&0) {
                 return Err(Error::config(format!(
                     "the value contains a NUL byte, which an environment variable cannot hold; deliver it as a file with `env = \"{variable}_FILE\"`"
                 ))
-                .with_subject(&secret.reference));
+                .with_subject(subject));
             }
             // The OS copies the environment into the child; this copy lives
             // only until the child has been spawned.
@@ -67,7 +84,9 @@ pub fn child_environment(
 mod tests {
     use super::*;
     use crate::manifest::Manifest;
-    use crate::plan::PlanInputs;
+    use crate::plan::{Plan, PlanInputs};
+    use crate::resolve::Resolution;
+    use crate::template::Templates;
     use hushbox_core::SecretValue;
     use std::path::Path;
 
@@ -85,6 +104,10 @@ mod tests {
             ..Default::default()
         };
         Plan::build(&inputs, env).unwrap()
+    }
+
+    fn generation<'a>(plan: &'a Plan, resolution: &'a Resolution) -> Generation<'a> {
+        Generation::build(plan, &Templates::default(), resolution).unwrap()
     }
 
     #[test]
@@ -105,9 +128,12 @@ mod tests {
             leases: vec![None; values.len()],
             values,
         };
-        let child = child_environment(&env, &plan, &resolution, &BTreeSet::new(), |n| {
-            Path::new("/s").join(n)
-        })
+        let child = child_environment(
+            &env,
+            &generation(&plan, &resolution),
+            &BTreeSet::new(),
+            |n| Path::new("/s").join(n),
+        )
         .unwrap();
         let get = |k: &str| child.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("PATH"), Some("/bin".into()));
@@ -140,9 +166,12 @@ mod tests {
             values: plan.secrets.iter().map(|_| None).collect(),
         };
         let names = |plan: &Plan| -> Vec<String> {
-            child_environment(&env, plan, &resolution(plan), &credentials, |n| {
-                Path::new("/s").join(n)
-            })
+            child_environment(
+                &env,
+                &generation(plan, &resolution(plan)),
+                &credentials,
+                |n| Path::new("/s").join(n),
+            )
             .unwrap()
             .into_iter()
             .map(|(name, _)| name.into_string().unwrap())
@@ -177,9 +206,12 @@ mod tests {
             leases: vec![None, None],
             values,
         };
-        let error = child_environment(&env, &plan, &resolution, &BTreeSet::new(), |n| {
-            Path::new("/s").join(n)
-        })
+        let error = child_environment(
+            &env,
+            &generation(&plan, &resolution),
+            &BTreeSet::new(),
+            |n| Path::new("/s").join(n),
+        )
         .unwrap_err();
         assert!(error.to_string().contains("NUL"));
         assert!(!error.to_string().contains("canary"));

@@ -32,6 +32,30 @@ pub struct Manifest {
     /// What `run` and `exec` do with the environment they pass on.
     #[serde(default)]
     pub env: EnvSection,
+    /// Files rendered from the secrets, by name (the file name under the
+    /// output dir), written in the same generation as the secrets.
+    #[serde(default)]
+    pub templates: BTreeMap<String, TemplateSection>,
+}
+
+/// `[templates.NAME]`: a file rendered from declared secrets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSection {
+    /// A template file, relative to the manifest's directory.
+    pub source: Option<String>,
+    /// The template text itself (instead of `source`).
+    pub inline: Option<String>,
+    /// Octal mode of the rendered file (default: `[output].mode`).
+    pub mode: Option<String>,
+    /// Owner of the rendered file (default: `[output].uid`).
+    pub uid: Option<u32>,
+    /// Group of the rendered file (default: `[output].gid`).
+    pub gid: Option<u32>,
+    /// An environment variable that receives the file's path.
+    pub env: Option<String>,
+    /// An environment variable that receives the rendered text (opt-in).
+    pub env_value: Option<String>,
 }
 
 /// `[env]`: which variables of the environment are references to resolve,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hushbox_core::{Environment, Error, Result, SecretRef};
 
-use crate::manifest::{Manifest, SecretSection};
+use crate::manifest::{Manifest, SecretSection, TemplateSection};
 use crate::output::validate_secret_name;
 
 /// Where secret files go when neither the manifest nor a flag says.
@@ -91,6 +91,42 @@ pub struct SecretPlan {
     pub origin: Origin,
 }
 
+/// Where a template's text comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    /// `source = "…"`: a file, made absolute against the manifest's
+    /// directory; read when the templates are loaded, not by the plan.
+    File(PathBuf),
+    /// `inline = "…"`: the text itself.
+    Inline(String),
+}
+
+/// One template to render into the generation (`[templates.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplatePlan {
+    /// The file name of the rendered output under the output directory.
+    pub name: String,
+    /// The template text's origin.
+    pub source: TemplateSource,
+    /// The rendered file's own mode, uid and gid (`None`: `[output]`'s).
+    pub mode: Option<u32>,
+    /// See `mode`.
+    pub uid: Option<u32>,
+    /// See `mode`.
+    pub gid: Option<u32>,
+    /// A variable that receives the rendered file's path.
+    pub env_path: Option<String>,
+    /// A variable that receives the rendered text.
+    pub env_value: Option<String>,
+}
+
+impl TemplatePlan {
+    /// How the template is named in messages: `[templates.NAME]`.
+    pub fn label(&self) -> String {
+        format!("[templates.{}]", self.name)
+    }
+}
+
 /// A validated plan.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -110,6 +146,8 @@ pub struct Plan {
     /// `[env].inherit`: credential variables the child keeps although a
     /// backend of this run took its credentials from them.
     pub inherit_env: Vec<VariablePattern>,
+    /// `[templates]`, by name: files rendered from the manifest's secrets.
+    pub templates: Vec<TemplatePlan>,
 }
 
 /// A variable name, or a prefix ending in `*`, from `[env]`.
@@ -248,7 +286,17 @@ impl Plan {
         if inputs.env_references {
             environment_secrets(env, &backends, &resolve, &mut secrets, &mut consumed_env)?;
         }
+        let mut templates = Vec::new();
+        if let Some(manifest) = manifest {
+            for (name, section) in &manifest.templates {
+                templates.push(
+                    template_plan(name, section, &base_dir)
+                        .map_err(|error| error.with_subject(format!("[templates.{name}]")))?,
+                );
+            }
+        }
         check_conflicts(&secrets, env)?;
+        check_template_conflicts(&secrets, &templates, env)?;
         Ok(Plan {
             manifest_path: manifest_path.map(Path::to_path_buf),
             base_dir,
@@ -257,6 +305,7 @@ impl Plan {
             secrets,
             consumed_env,
             inherit_env,
+            templates,
         })
     }
 
@@ -446,6 +495,97 @@ fn environment_secrets(
             },
         };
         secrets.push(plan);
+    }
+    Ok(())
+}
+
+fn template_plan(name: &str, section: &TemplateSection, base_dir: &Path) -> Result<TemplatePlan> {
+    validate_secret_name(name)?;
+    let field = |key: &'static str| {
+        move |error: Error| error.with_subject(format!("[templates.{name}].{key}"))
+    };
+    let source = match (&section.source, &section.inline) {
+        (Some(path), None) => TemplateSource::File(base_dir.join(path)),
+        (None, Some(text)) => TemplateSource::Inline(text.clone()),
+        _ => {
+            return Err(Error::config(
+                "a template takes exactly one of `source = \"FILE\"` or `inline = \"TEXT\"`",
+            ));
+        }
+    };
+    for (key, variable) in [("env", &section.env), ("env_value", &section.env_value)] {
+        if let Some(variable) = variable {
+            validate_variable_name(variable).map_err(field(key))?;
+        }
+    }
+    let owner = |id: Option<u32>, key: &'static str| {
+        owner_id(id, key).map_err(|error| {
+            let message = error.message().to_owned();
+            Error::config(message).with_subject(format!("[templates.{name}].{key}"))
+        })
+    };
+    Ok(TemplatePlan {
+        name: name.to_owned(),
+        source,
+        mode: section
+            .mode
+            .as_deref()
+            .map(parse_mode)
+            .transpose()
+            .map_err(field("mode"))?,
+        uid: owner(section.uid, "uid")?,
+        gid: owner(section.gid, "gid")?,
+        env_path: section.env.clone(),
+        env_value: section.env_value.clone(),
+    })
+}
+
+/// A template's file and variables must not collide with a secret's, nor
+/// with another template's (templates are unique by name already).
+fn check_template_conflicts(
+    secrets: &[SecretPlan],
+    templates: &[TemplatePlan],
+    env: &Environment,
+) -> Result<()> {
+    let mut variables: BTreeSet<&str> = secrets
+        .iter()
+        .flat_map(|secret| [&secret.env_path, &secret.env_value])
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    for template in templates {
+        if secrets
+            .iter()
+            .any(|secret| secret.file && secret.name == template.name)
+        {
+            return Err(Error::config(format!(
+                "a secret and a template would be written to the same file `{}`",
+                template.name
+            ))
+            .with_subject(template.label()));
+        }
+        for variable in [&template.env_path, &template.env_value]
+            .into_iter()
+            .flatten()
+        {
+            if !variables.insert(variable.as_str()) {
+                return Err(Error::config(format!(
+                    "two secrets or templates set the same variable {variable}"
+                ))
+                .with_subject(template.label()));
+            }
+        }
+        if let Some(base) = template
+            .env_path
+            .as_deref()
+            .and_then(|variable| variable.strip_suffix("_FILE"))
+            && env.get_os(base).is_some()
+        {
+            return Err(Error::config(format!(
+                "{base} is set in the environment while this template sets {base}_FILE; unset {base} (the _FILE convention allows only one)"
+            ))
+            .with_subject(template.label()));
+        }
     }
     Ok(())
 }

@@ -54,6 +54,9 @@ pub enum Command {
     /// Validate the manifest and the plan; with --fetch, fetch every secret
     /// and report versions (never values).
     Check(CheckArgs),
+    /// Print one rendered template to stdout, for debugging. Refuses a
+    /// terminal unless --force.
+    Render(RenderArgs),
     /// Manage the age-encrypted store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -189,6 +192,16 @@ pub struct CheckArgs {
     /// never values).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// `hushbox render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The template's name ([templates.NAME] in the manifest).
+    pub name: String,
+    /// Print to a terminal anyway.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `hushbox keygen`.

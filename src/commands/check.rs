@@ -1,24 +1,42 @@
 //! `hushbox check [--fetch] [--format text|json]`: validate without
 //! delivering anything. Names, references, versions and leases; never values.
+//! Templates are checked with placeholders (syntax, declared secrets,
+//! filters, variables); with `--fetch` they are rendered too, and the
+//! renderings dropped unseen.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hushbox_core::Lease;
 use serde_json::{Value, json};
 
-use super::{Outcome, Session, runtime};
+use super::{Outcome, Session, build_generation, runtime};
 use crate::cli::{CheckArgs, Format};
 use crate::exit;
 use crate::resolve::{Backends, Resolution, resolve};
 
 pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
     let plan = session.plan(None, None, false)?;
+    let templates = session.templates(&plan)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     let resolution = if args.fetch {
         Some(runtime()?.block_on(resolve(&plan, &backends))?)
     } else {
         None
     };
+    if let Some(resolution) = &resolution {
+        build_generation(&plan, &templates, resolution)?;
+    }
+    let template_entries: Vec<(String, String)> = plan
+        .templates
+        .iter()
+        .map(|template| {
+            let source = match &template.source {
+                crate::plan::TemplateSource::File(path) => path.display().to_string(),
+                crate::plan::TemplateSource::Inline(_) => "inline".to_owned(),
+            };
+            (template.name.clone(), source)
+        })
+        .collect();
     // Leases count from the fetch, which has just happened.
     let now = SystemTime::now();
     let facts: Vec<Option<Fetched>> = (0..plan.secrets.len())
@@ -60,6 +78,13 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
             "backends": backends.iter().map(|(name, _)| name).collect::<Vec<_>>(),
             "fetched": args.fetch,
             "secrets": secrets,
+            "templates": plan.templates.iter().zip(&template_entries).map(|(template, (name, source))| json!({
+                "name": name,
+                "source": source,
+                "mode": template.mode.map(|mode| format!("{mode:04o}")),
+                "env_path": template.env_path,
+                "env_value": template.env_value,
+            })).collect::<Vec<_>>(),
         });
         println!("{document:#}");
         return Ok(exit::OK);
@@ -87,8 +112,17 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
         }
         println!("{line}");
     }
+    for (name, source) in &template_entries {
+        let rendered = if args.fetch { "  rendered" } else { "" };
+        println!("template: {name}  {source}{rendered}");
+    }
+    let templates_note = if plan.templates.is_empty() {
+        String::new()
+    } else {
+        format!(", {} templates", plan.templates.len())
+    };
     println!(
-        "ok: {} secrets, {} backends{}",
+        "ok: {} secrets{templates_note}, {} backends{}",
         plan.secrets.len(),
         backends.iter().count(),
         if args.fetch { ", all fetched" } else { "" }

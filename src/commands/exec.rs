@@ -4,10 +4,10 @@
 
 use hushbox_core::Error;
 
-use super::inject::{commit, output_options};
+use super::inject::output_options;
 use super::{
-    ChildPolicy, Failure, Outcome, Session, end_setup, or_stopped, release, resolve_plan,
-    supervise_child,
+    ChildPolicy, Failure, Outcome, Session, build_generation, end_setup, or_stopped, release,
+    resolve_plan, supervise_child,
 };
 use crate::cli::ExecArgs;
 use crate::deliver::child_environment;
@@ -33,7 +33,8 @@ pub(super) fn exec(
         plan.output.uid = plan.output.uid.or(Some(credentials.uid));
         plan.output.gid = plan.output.gid.or(Some(credentials.gid));
     }
-    let has_files = plan.file_secrets().next().is_some();
+    let templates = session.templates(&plan)?;
+    let has_files = plan.file_secrets().next().is_some() || !plan.templates.is_empty();
     // Refuse a bad output directory before fetching anything.
     let writer = if has_files {
         Some(
@@ -45,7 +46,7 @@ pub(super) fn exec(
     };
 
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
-    let env = match prepare(session, &plan, &backends, writer.as_ref()) {
+    let env = match prepare(session, &plan, &templates, &backends, writer.as_ref()) {
         Ok(env) => env,
         Err(failure) => {
             release(&backends);
@@ -97,19 +98,20 @@ pub(super) fn exec(
 fn prepare(
     session: &Session,
     plan: &crate::plan::Plan,
+    templates: &crate::template::Templates,
     backends: &Backends,
     writer: Option<&GenerationWriter>,
 ) -> Result<Vec<(std::ffi::OsString, std::ffi::OsString)>, Failure> {
     let resolution = resolve_plan(plan, backends)?;
+    let generation = build_generation(plan, templates, &resolution)?;
     let env = child_environment(
         &session.process_env,
-        plan,
-        &resolution,
+        &generation,
         &backends.credential_variables(),
         |name| writer.map_or_else(|| plan.output.dir.join(name), |w| w.path_of(name)),
     )?;
     if let Some(writer) = writer {
-        commit(writer, plan, &resolution)?;
+        generation.commit(writer)?;
     }
     Ok(env)
 }

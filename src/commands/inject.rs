@@ -1,16 +1,15 @@
 //! `hushbox inject`: one generation into the output directory.
 
-use hushbox_core::SecretValue;
-
-use super::{Failure, Outcome, Session, runtime};
+use super::{Failure, Outcome, Session, build_generation, runtime};
 use crate::cli::InjectArgs;
 use crate::exit;
 use crate::output::{Commit, GenerationWriter, OutputOptions};
 use crate::plan::Plan;
-use crate::resolve::{Backends, Resolution, resolve};
+use crate::resolve::{Backends, resolve};
 
 pub(super) fn inject(session: &Session, args: InjectArgs) -> Outcome {
     let plan = session.plan(None, args.dir, args.allow_disk)?;
+    let templates = session.templates(&plan)?;
     // Refuse a bad output directory before fetching anything.
     let writer = GenerationWriter::open(output_options(&plan))?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
@@ -18,21 +17,23 @@ pub(super) fn inject(session: &Session, args: InjectArgs) -> Outcome {
     let committed = runtime
         .block_on(resolve(&plan, &backends))
         .map_err(Failure::from)
-        .and_then(|resolution| Ok(commit(&writer, &plan, &resolution)?));
+        .and_then(|resolution| {
+            let generation = build_generation(&plan, &templates, &resolution)?;
+            Ok((generation.commit(&writer)?, generation.file_count()))
+        });
     // `revoke_on_exit = true` (vault): the leases this run obtained are
     // revoked as it exits, whether or not the generation was written.
     for error in runtime.block_on(backends.release()) {
         tracing::warn!(%error, "revoke_on_exit");
     }
-    match committed? {
+    let (commit, files) = committed?;
+    match commit {
         Commit::Unchanged => eprintln!(
-            "hushbox: {} unchanged ({} secrets)",
+            "hushbox: {} unchanged ({files} files)",
             writer.dir().display(),
-            plan.file_secrets().count()
         ),
         Commit::Written { generation } => eprintln!(
-            "hushbox: wrote {} secrets to {} (generation {generation})",
-            plan.file_secrets().count(),
+            "hushbox: wrote {files} files to {} (generation {generation})",
             writer.dir().display()
         ),
     }
@@ -49,20 +50,4 @@ pub(super) fn output_options(plan: &Plan) -> OutputOptions {
         allow_disk: plan.output.allow_disk,
         lock_timeout: plan.output.lock_timeout,
     }
-}
-
-/// Commits the plan's file secrets as one generation.
-pub(super) fn commit(
-    writer: &GenerationWriter,
-    plan: &Plan,
-    resolution: &Resolution,
-) -> Result<Commit, hushbox_core::Error> {
-    let files: Vec<(&str, &SecretValue)> = plan
-        .secrets
-        .iter()
-        .zip(&resolution.values)
-        .filter(|(secret, _)| secret.file)
-        .filter_map(|(secret, value)| Some((secret.name.as_str(), value.as_ref()?)))
-        .collect();
-    writer.commit(&files)
 }

@@ -7,6 +7,7 @@ mod exec;
 mod get;
 mod inject;
 mod keygen;
+mod render;
 mod run;
 mod store;
 
@@ -20,6 +21,7 @@ use crate::manifest::{self, Manifest};
 use crate::plan::{Plan, PlanInputs};
 use crate::resolve::ResolveFailure;
 use crate::supervise::stop;
+use crate::template::Templates;
 
 pub use run::prepare_signals;
 
@@ -99,6 +101,8 @@ pub struct Session {
     pub manifest: Option<(Manifest, PathBuf)>,
     /// The backend kinds.
     pub registry: Registry,
+    /// Whose files may configure hushbox (the manifest, template sources).
+    pub trust: Trust,
 }
 
 impl Session {
@@ -126,7 +130,18 @@ impl Session {
             cwd,
             manifest,
             registry: registry(),
+            trust,
         })
+    }
+
+    /// Reads the plan's templates and checks them with placeholders (syntax,
+    /// declared secrets, filters, variables), before anything is fetched.
+    pub fn templates(&self, plan: &Plan) -> Result<Templates, Failure> {
+        let templates = Templates::load(plan, &self.trust)?;
+        templates
+            .check(plan)
+            .map_err(|errors| Failure { errors, code: None })?;
+        Ok(templates)
     }
 
     /// Builds the plan for a command. `env_references` is `None` for the
@@ -169,6 +184,16 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(|error| Error::io("cannot start the async runtime", error))
+}
+
+/// Renders a generation's templates; every failing template is reported.
+pub(crate) fn build_generation<'a>(
+    plan: &'a Plan,
+    templates: &Templates,
+    resolution: &'a crate::resolve::Resolution,
+) -> Result<crate::generation::Generation<'a>, Failure> {
+    crate::generation::Generation::build(plan, templates, resolution)
+        .map_err(|errors| Failure { errors, code: None })
 }
 
 /// Lets every backend give back what this run obtained (`revoke_on_exit`),
@@ -310,6 +335,7 @@ pub fn dispatch(
         Command::Inject(args) => inject::inject(&session, args),
         Command::Get(args) => get::get(&session, args),
         Command::Check(args) => check::check(&session, args),
+        Command::Render(args) => render::render(&session, args),
         Command::Store(command) => store::store(&session, command),
         Command::Keygen(args) => keygen::keygen(&session, args),
         Command::ExitCodes | Command::Completions(_) | Command::Man => {

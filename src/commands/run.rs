@@ -3,10 +3,9 @@
 
 use hushbox_core::Error;
 
-use super::inject::commit;
 use super::{
-    ChildPolicy, Failure, Outcome, Session, end_setup, or_stopped, release, resolve_plan,
-    supervise_child,
+    ChildPolicy, Failure, Outcome, Session, build_generation, end_setup, or_stopped, release,
+    resolve_plan, supervise_child,
 };
 use crate::cli::RunArgs;
 use crate::deliver::child_environment;
@@ -36,9 +35,16 @@ pub(super) fn run(
     hardening: crate::harden::Hardening,
 ) -> Outcome {
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `run`"))?;
-    let plan = session.plan(Some(&args.resolve_env), None, false)?;
+    let mut plan = session.plan(Some(&args.resolve_env), None, false)?;
+    // The private directory belongs to the user who runs hushbox, and so do
+    // its files, as [output].uid/gid do not apply here either.
+    for template in &mut plan.templates {
+        template.uid = None;
+        template.gid = None;
+    }
+    let templates = session.templates(&plan)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
-    let prepared = prepare(session, &plan, &backends);
+    let prepared = prepare(session, &plan, &templates, &backends);
     let (run_dir, env) = match prepared {
         Ok(prepared) => prepared,
         Err(failure) => {
@@ -83,9 +89,11 @@ pub(super) fn run(
 fn prepare(
     session: &Session,
     plan: &crate::plan::Plan,
+    templates: &crate::template::Templates,
     backends: &Backends,
 ) -> Result<(RunDir, Vec<(std::ffi::OsString, std::ffi::OsString)>), Failure> {
     let resolution = resolve_plan(plan, backends)?;
+    let generation = build_generation(plan, templates, &resolution)?;
     let run_dir = RunDir::create(&session.env)?;
     let writer = GenerationWriter::open(OutputOptions {
         dir: run_dir.path().to_path_buf(),
@@ -98,11 +106,10 @@ fn prepare(
     .cancel_when(|| stop::received().map(stop::stopped_error));
     let env = child_environment(
         &session.process_env,
-        plan,
-        &resolution,
+        &generation,
         &backends.credential_variables(),
         |name| writer.path_of(name),
     )?;
-    commit(&writer, plan, &resolution)?;
+    generation.commit(&writer)?;
     Ok((run_dir, env))
 }

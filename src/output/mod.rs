@@ -45,6 +45,30 @@ pub struct OutputOptions {
     pub lock_timeout: Duration,
 }
 
+/// One file of a generation, for [`GenerationWriter::commit_files`].
+#[derive(Debug)]
+pub struct OutputFile<'a> {
+    /// The file name (a single safe path component).
+    pub name: &'a str,
+    /// Its content.
+    pub value: &'a hushbox_core::SecretValue,
+    /// Its own mode and owner, where they differ from the writer's.
+    pub options: FileOptions,
+}
+
+/// A file's own mode and owner; `None` takes the writer's
+/// ([`OutputOptions`]). A rendered template may be meant for another user
+/// than the secrets beside it (`[templates.NAME].uid`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileOptions {
+    /// Permission bits, e.g. `0o440`.
+    pub mode: Option<u32>,
+    /// Owner (needs root or `CAP_CHOWN`).
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+}
+
 /// What [`GenerationWriter::commit`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Commit {

@@ -34,7 +34,7 @@ use nix::unistd::{Gid, Uid, fchown, fsync, geteuid, symlinkat};
 use super::dirops::{self, Kind};
 use super::fs_check::open_output_dir;
 use super::names::{generation_name, is_generation_name, random_suffix, validate_names};
-use super::{Commit, OutputOptions};
+use super::{Commit, FileOptions, OutputFile, OutputOptions};
 
 /// The lock file that serialises commits (mode 0600).
 const LOCK: &str = "..lock";
@@ -161,7 +161,30 @@ impl GenerationWriter {
     /// - On a failure before the rename, the half-built generation is removed
     ///   and the previous one stays intact and visible.
     pub fn commit(&self, files: &[(&str, &SecretValue)]) -> Result<Commit, Error> {
-        let names = validate_names(files.iter().map(|(name, _)| *name))?;
+        let files: Vec<OutputFile<'_>> = files
+            .iter()
+            .map(|(name, value)| OutputFile {
+                name,
+                value,
+                options: FileOptions::default(),
+            })
+            .collect();
+        self.commit_files(&files)
+    }
+
+    /// [`GenerationWriter::commit`] with a mode and owner per file: each
+    /// [`FileOptions`] field left `None` takes the writer's own setting.
+    ///
+    /// # Behavior
+    /// As [`GenerationWriter::commit`]; besides, a file mode with bits
+    /// outside `0o777` or a uid/gid of 4294967295 is refused before anything
+    /// is touched, and a file whose mode or owner differs from the one asked
+    /// for makes the generation changed.
+    pub fn commit_files(&self, files: &[OutputFile<'_>]) -> Result<Commit, Error> {
+        let names = validate_names(files.iter().map(|file| file.name))?;
+        for file in files {
+            self.check_file_options(file)?;
+        }
         let _lock = self.lock()?;
         self.remove_temp_links()?;
         self.check_names_are_free(&names)?;
@@ -202,6 +225,34 @@ impl GenerationWriter {
             "committed generation"
         );
         Ok(Commit::Written { generation })
+    }
+
+    fn check_file_options(&self, file: &OutputFile<'_>) -> Result<(), Error> {
+        let FileOptions { mode, uid, gid } = file.options;
+        if uid == Some(u32::MAX) || gid == Some(u32::MAX) {
+            return Err(Error::config(
+                "uid/gid 4294967295 is (uid_t)-1, which chown reads as \"leave unchanged\"; \
+                 give a real id",
+            )
+            .with_subject(self.dir.join(file.name).display()));
+        }
+        if mode.is_some_and(|mode| mode & !0o777 != 0) {
+            return Err(Error::config(
+                "the file mode has bits outside 0777 (setuid, setgid or sticky); \
+                 secret files take permission bits only",
+            )
+            .with_subject(self.dir.join(file.name).display()));
+        }
+        Ok(())
+    }
+
+    /// The mode, uid and gid `file` gets: its own, else the writer's.
+    fn effective(&self, file: &OutputFile<'_>) -> (u32, Option<u32>, Option<u32>) {
+        (
+            file.options.mode.unwrap_or(self.mode),
+            file.options.uid.or(self.uid),
+            file.options.gid.or(self.gid),
+        )
     }
 
     /// The user-visible path of a secret (dir/name).
@@ -401,7 +452,7 @@ impl GenerationWriter {
     /// regular files with the same bytes, mode and owner. Any doubt (a read
     /// error, an extra entry) answers no: writing a fresh generation is
     /// always correct, skipping one is not.
-    fn generation_holds(&self, current: &str, files: &[(&str, &SecretValue)]) -> bool {
+    fn generation_holds(&self, current: &str, files: &[OutputFile<'_>]) -> bool {
         let Ok(generation) = dirops::open_dir_at(&self.dir_fd, OsStr::new(current)) else {
             return false;
         };
@@ -414,18 +465,20 @@ impl GenerationWriter {
         // Names are unique (validated), so equal counts plus every entry
         // being one of them means the sets are equal.
         let all_known = entries.iter().all(|(entry, kind)| {
-            *kind == Kind::File && files.iter().any(|(name, _)| OsStr::new(name) == entry)
+            *kind == Kind::File && files.iter().any(|file| OsStr::new(file.name) == entry)
         });
         all_known
             && files
                 .iter()
-                .all(|(name, value)| self.file_holds(generation.as_fd(), name, value))
+                .all(|file| self.file_holds(generation.as_fd(), file))
     }
 
-    fn file_holds(&self, generation: BorrowedFd<'_>, name: &str, value: &SecretValue) -> bool {
+    fn file_holds(&self, generation: BorrowedFd<'_>, file: &OutputFile<'_>) -> bool {
+        let value = file.value;
+        let (mode, uid, gid) = self.effective(file);
         let Ok(fd) = openat(
             generation,
-            name,
+            file.name,
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
             Mode::empty(),
         ) else {
@@ -436,11 +489,11 @@ impl GenerationWriter {
         };
         let is_regular = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
         // Without a configured uid the files belong to whoever writes them.
-        let owner = self.uid.unwrap_or_else(|| geteuid().as_raw());
+        let owner = uid.unwrap_or_else(|| geteuid().as_raw());
         if !is_regular
-            || stat.st_mode & 0o7777 != self.mode
+            || stat.st_mode & 0o7777 != mode
             || stat.st_uid != owner
-            || self.gid.is_some_and(|gid| stat.st_gid != gid)
+            || gid.is_some_and(|gid| stat.st_gid != gid)
             || u64::try_from(stat.st_size).ok() != u64::try_from(value.len()).ok()
         {
             return false;
@@ -461,7 +514,7 @@ impl GenerationWriter {
 
     /// Writes every file into a fresh generation directory and fsyncs it.
     /// The returned guard removes the directory unless it is committed.
-    fn build_generation(&self, files: &[(&str, &SecretValue)]) -> Result<HalfBuilt<'_>, Error> {
+    fn build_generation(&self, files: &[OutputFile<'_>]) -> Result<HalfBuilt<'_>, Error> {
         let built = self.make_generation_dir()?;
         let generation = dirops::open_dir_at(&self.dir_fd, OsStr::new(&built.name))
             .map_err(|errno| self.os_error("cannot open the new generation", errno, &built.name))?;
@@ -471,14 +524,14 @@ impl GenerationWriter {
             Error::io("cannot set the generation directory's mode", errno.into())
                 .with_subject(dir_path().display())
         })?;
-        for (index, (name, value)) in files.iter().enumerate() {
+        for (index, file) in files.iter().enumerate() {
             fault::check(index)?;
-            self.write_file(generation.as_fd(), &dir_path().join(name), name, value)?;
+            self.write_file(generation.as_fd(), &dir_path().join(file.name), file)?;
         }
         // Given away only once it is filled: a root hushbox without
         // CAP_DAC_OVERRIDE (a container with `--cap-drop ALL`) cannot create
         // files in a directory that already belongs to another user.
-        self.set_owner(generation.as_fd(), &dir_path())?;
+        self.set_owner(generation.as_fd(), &dir_path(), self.uid, self.gid)?;
         fault::check(files.len())?;
         fsync(&generation).map_err(|errno| {
             Error::io("cannot sync the new generation", errno.into())
@@ -524,38 +577,44 @@ impl GenerationWriter {
         &self,
         generation: BorrowedFd<'_>,
         path: &Path,
-        name: &str,
-        value: &SecretValue,
+        file: &OutputFile<'_>,
     ) -> Result<(), Error> {
+        let (mode, uid, gid) = self.effective(file);
         let fd = openat(
             generation,
-            name,
+            file.name,
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .map_err(|errno| {
             Error::io("cannot create the secret file", errno.into()).with_subject(path.display())
         })?;
-        fchmod(&fd, Mode::from_bits_truncate(self.mode)).map_err(|errno| {
+        fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|errno| {
             Error::io("cannot set the secret file's mode", errno.into())
                 .with_subject(path.display())
         })?;
-        self.set_owner(fd.as_fd(), path)?;
-        let mut file = File::from(fd);
+        self.set_owner(fd.as_fd(), path, uid, gid)?;
+        let mut out = File::from(fd);
         // expose(): the value leaves hushbox's custody into the secret file.
-        file.write_all(value.expose())
-            .and_then(|()| file.sync_all())
+        out.write_all(file.value.expose())
+            .and_then(|()| out.sync_all())
             .map_err(|error| {
                 Error::io("cannot write the secret file", error).with_subject(path.display())
             })
     }
 
-    fn set_owner(&self, fd: BorrowedFd<'_>, path: &Path) -> Result<(), Error> {
-        if self.uid.is_none() && self.gid.is_none() {
+    fn set_owner(
+        &self,
+        fd: BorrowedFd<'_>,
+        path: &Path,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<(), Error> {
+        if uid.is_none() && gid.is_none() {
             return Ok(());
         }
-        fchown(fd, self.uid.map(Uid::from_raw), self.gid.map(Gid::from_raw)).map_err(|errno| {
-            let owner = describe_owner(self.uid, self.gid);
+        fchown(fd, uid.map(Uid::from_raw), gid.map(Gid::from_raw)).map_err(|errno| {
+            let owner = describe_owner(uid, gid);
             match errno {
                 Errno::EPERM => Error::new(
                     ErrorKind::PermissionDenied,
@@ -924,6 +983,52 @@ mod tests {
         assert_eq!(fs::read(base.path().join("a")).unwrap(), b"new");
     }
 
+    fn plain<'a>(name: &'a str, value: &'a SecretValue) -> OutputFile<'a> {
+        OutputFile {
+            name,
+            value,
+            options: FileOptions::default(),
+        }
+    }
+
+    #[test]
+    fn a_file_keeps_its_own_mode_and_a_mode_change_is_a_new_generation() {
+        use std::os::unix::fs::MetadataExt;
+        let base = tempfile::tempdir_in("/dev/shm").unwrap();
+        let writer = writer(base.path());
+        let value = SecretValue::copy_from_slice(b"value");
+        let with_mode = |mode: Option<u32>| {
+            [
+                plain("a", &value),
+                OutputFile {
+                    name: "b",
+                    value: &value,
+                    options: FileOptions {
+                        mode,
+                        ..FileOptions::default()
+                    },
+                },
+            ]
+        };
+        let mode_of = |name: &str| fs::metadata(base.path().join(name)).unwrap().mode() & 0o7777;
+        assert!(matches!(
+            writer.commit_files(&with_mode(Some(0o440))).unwrap(),
+            Commit::Written { .. }
+        ));
+        assert_eq!((mode_of("a"), mode_of("b")), (0o400, 0o440));
+        assert_eq!(
+            writer.commit_files(&with_mode(Some(0o440))).unwrap(),
+            Commit::Unchanged
+        );
+        assert!(matches!(
+            writer.commit_files(&with_mode(None)).unwrap(),
+            Commit::Written { .. }
+        ));
+        assert_eq!(mode_of("b"), 0o400);
+        let error = writer.commit_files(&with_mode(Some(0o4755))).unwrap_err();
+        assert!(error.to_string().contains("outside 0777"), "{error}");
+    }
+
     #[test]
     fn a_file_that_grew_or_changed_type_is_not_unchanged() {
         let base = tempfile::tempdir_in("/dev/shm").unwrap();
@@ -937,20 +1042,20 @@ mod tests {
         fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         fs::write(&file, b"value and more").unwrap();
         fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
-        assert!(!writer.generation_holds(&generation, &[("a", &value)]));
+        assert!(!writer.generation_holds(&generation, &[plain("a", &value)]));
 
         // A symlink in place of the file is never followed.
         fs::remove_file(&file).unwrap();
         std::os::unix::fs::symlink(base.path().join("a"), &file).unwrap();
-        assert!(!writer.generation_holds(&generation, &[("a", &value)]));
+        assert!(!writer.generation_holds(&generation, &[plain("a", &value)]));
 
         // An extra entry.
         fs::remove_file(&file).unwrap();
         fs::write(&file, b"value").unwrap();
         fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
-        assert!(writer.generation_holds(&generation, &[("a", &value)]));
+        assert!(writer.generation_holds(&generation, &[plain("a", &value)]));
         fs::write(base.path().join(&generation).join("extra"), b"").unwrap();
-        assert!(!writer.generation_holds(&generation, &[("a", &value)]));
+        assert!(!writer.generation_holds(&generation, &[plain("a", &value)]));
     }
 
     #[test]
