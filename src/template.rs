@@ -151,7 +151,16 @@ fn unknown_template(plan: &Plan, name: &str) -> Error {
 }
 
 fn read_source(path: &Path, trust: &Trust) -> Result<String, Error> {
-    let file = trust.open_file(path, "the template")?;
+    let file = trust.open_file(path, "the template").map_err(|error| {
+        // A template named in the manifest but absent is a mistake in the
+        // configuration, not a missing secret.
+        if error.kind() == hushbox_core::ErrorKind::NotFound || !path.exists() {
+            Error::config("the template file does not exist (`source` is relative to the manifest)")
+                .with_subject(path.display())
+        } else {
+            error
+        }
+    })?;
     let mut text = String::new();
     file.take(SOURCE_LIMIT + 1)
         .read_to_string(&mut text)
@@ -172,6 +181,14 @@ fn environment(table: Arc<SecretTable>) -> Environment<'static> {
     // Output is a configuration file, not HTML: nothing is escaped behind
     // the author's back.
     environment.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    // A configuration file keeps its final newline, and a line holding only
+    // a `{% … %}` tag leaves no blank line behind (Ansible's settings).
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .trim_blocks(true)
+        .build()
+        .expect("the default delimiters are valid");
+    environment.set_syntax(syntax);
     environment.add_function("secret", move |name: &str| table.get(name));
     environment.add_filter("urlencode", urlencode);
     environment.add_filter("json", json);

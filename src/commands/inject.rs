@@ -19,21 +19,24 @@ pub(super) fn inject(session: &Session, args: InjectArgs) -> Outcome {
         .map_err(Failure::from)
         .and_then(|resolution| {
             let generation = build_generation(&plan, &templates, &resolution)?;
-            Ok((generation.commit(&writer)?, generation.file_count()))
+            let templates = generation.templates().count();
+            let secrets = generation.file_count() - templates;
+            let what = match templates {
+                0 => format!("{secrets} secrets"),
+                _ => format!("{secrets} secrets and {templates} templates"),
+            };
+            Ok((generation.commit(&writer)?, what))
         });
     // `revoke_on_exit = true` (vault): the leases this run obtained are
     // revoked as it exits, whether or not the generation was written.
     for error in runtime.block_on(backends.release()) {
         tracing::warn!(%error, "revoke_on_exit");
     }
-    let (commit, files) = committed?;
+    let (commit, what) = committed?;
     match commit {
-        Commit::Unchanged => eprintln!(
-            "hushbox: {} unchanged ({files} files)",
-            writer.dir().display(),
-        ),
+        Commit::Unchanged => eprintln!("hushbox: {} unchanged ({what})", writer.dir().display(),),
         Commit::Written { generation } => eprintln!(
-            "hushbox: wrote {files} files to {} (generation {generation})",
+            "hushbox: wrote {what} to {} (generation {generation})",
             writer.dir().display()
         ),
     }
