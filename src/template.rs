@@ -669,6 +669,28 @@ mod tests {
     }
 
     #[test]
+    fn binary_secrets_render_through_base64_only() {
+        let plan = plan(
+            "version = 1\n[secrets.key]\nref = \"age://k\"\n[templates.b64]\ninline = \"{{ secret('key') | base64 }}\"\n\
+             [templates.raw]\ninline = \"{{ secret('key') }}\"\n",
+        );
+        let resolution = Resolution {
+            values: vec![Some(SecretValue::copy_from_slice(&[0xff, 0x00, 0xfe]))],
+            versions: vec![None],
+            leases: vec![None],
+        };
+        let templates = Templates::load(&plan, &Trust::default()).unwrap();
+        let rendered = templates.render_one(&plan, &resolution, "b64").unwrap();
+        assert_eq!(rendered.expose(), b"/wD+");
+        let error = templates.render_one(&plan, &resolution, "raw").unwrap_err();
+        assert!(error.to_string().contains("| base64"), "{error}");
+        // Only the failing template is reported, by name.
+        let errors = templates.render_all(&plan, &resolution).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().contains("[templates.raw]"));
+    }
+
+    #[test]
     fn check_uses_placeholders_and_finds_undeclared_names() {
         let plan = plan(
             "version = 1\n[secrets.a]\nref = \"age://a\"\n[templates.good]\ninline = \"{{ secret('a#f') | urlencode }}\"\n\
