@@ -81,8 +81,7 @@ impl Templates {
         if self.sources.is_empty() {
             return Ok(Vec::new());
         }
-        let table = Arc::new(SecretTable::from_resolution(plan, resolution));
-        self.render_with(plan, &table)
+        self.render_with(plan, SecretTable::from_resolution(plan, resolution))
     }
 
     /// The template named `name`, or an error listing the known ones.
@@ -101,8 +100,7 @@ impl Templates {
         name: &str,
     ) -> Result<SecretValue, Error> {
         let index = self.index_of(plan, name)?;
-        let table = Arc::new(SecretTable::from_resolution(plan, resolution));
-        let environment = environment(Arc::clone(&table));
+        let environment = environment(SecretTable::from_resolution(plan, resolution));
         render(&environment, &self.sources[index], &plan.templates[index])
     }
 
@@ -111,16 +109,14 @@ impl Templates {
     /// filter exists and no variable is undefined. A secret named only in
     /// a branch the placeholders do not take is checked when it renders.
     pub fn check(&self, plan: &Plan) -> Result<(), Vec<Error>> {
-        let table = Arc::new(SecretTable::placeholders(plan));
-        self.render_with(plan, &table).map(drop)
+        self.render_with(plan, SecretTable::placeholders(plan))
+            .map(drop)
     }
 
-    fn render_with(
-        &self,
-        plan: &Plan,
-        table: &Arc<SecretTable>,
-    ) -> Result<Vec<SecretValue>, Vec<Error>> {
-        let environment = environment(Arc::clone(table));
+    fn render_with(&self, plan: &Plan, table: SecretTable) -> Result<Vec<SecretValue>, Vec<Error>> {
+        // The sources were loaded from this plan: they pair by position.
+        debug_assert_eq!(self.sources.len(), plan.templates.len());
+        let environment = environment(table);
         let mut rendered = Vec::with_capacity(self.sources.len());
         let mut errors = Vec::new();
         for (source, template) in self.sources.iter().zip(&plan.templates) {
@@ -175,7 +171,7 @@ fn read_source(path: &Path, trust: &Trust) -> Result<String, Error> {
 }
 
 /// The bare environment: one function, five filters, nothing else.
-fn environment(table: Arc<SecretTable>) -> Environment<'static> {
+fn environment(table: SecretTable) -> Environment<'static> {
     let mut environment = Environment::empty();
     environment.set_undefined_behavior(UndefinedBehavior::Strict);
     // Output is a configuration file, not HTML: nothing is escaped behind
