@@ -93,3 +93,115 @@ impl<'a> Generation<'a> {
         writer.commit_files(&self.files())
     }
 }
+
+/// Renders the plan's templates from `resolution` and commits them with the
+/// file secrets as one generation: the call for a caller that needs nothing
+/// but the commit (a watcher's round). Nothing is written when a template
+/// fails; every failing template is named in the one error returned.
+pub fn write(
+    writer: &GenerationWriter,
+    plan: &Plan,
+    templates: &Templates,
+    resolution: &Resolution,
+) -> Result<Commit, Error> {
+    match Generation::build(plan, templates, resolution) {
+        Ok(generation) => generation.commit(writer),
+        Err(errors) => Err(one_error(errors)),
+    }
+}
+
+/// Several template errors as one: the first one's kind, every message.
+fn one_error(mut errors: Vec<Error>) -> Error {
+    if errors.len() == 1 {
+        return errors.remove(0);
+    }
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    Error::new(errors[0].kind(), text.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+    use crate::output::OutputOptions;
+    use crate::plan::PlanInputs;
+    use hushbox_core::{Environment, Trust};
+    use std::path::Path;
+
+    fn plan_of(text: &str) -> Plan {
+        let manifest = Manifest::parse(text, Path::new("/p/hushbox.toml")).unwrap();
+        let inputs = PlanInputs {
+            manifest: Some((&manifest, Path::new("/p/hushbox.toml"))),
+            kinds: vec!["age"],
+            ..Default::default()
+        };
+        Plan::build(&inputs, &Environment::default()).unwrap()
+    }
+
+    fn resolution(values: &[&[u8]]) -> Resolution {
+        Resolution {
+            values: values
+                .iter()
+                .map(|value| Some(SecretValue::copy_from_slice(value)))
+                .collect(),
+            versions: vec![None; values.len()],
+            leases: vec![None; values.len()],
+        }
+    }
+
+    /// A changed secret re-renders the template that uses it into the same
+    /// new generation; a failing template writes nothing.
+    #[test]
+    fn secrets_and_their_renderings_change_together() {
+        let out = tempfile::tempdir_in("/dev/shm").unwrap();
+        let writer = GenerationWriter::open(OutputOptions {
+            dir: out.path().to_owned(),
+            uid: None,
+            gid: None,
+            mode: 0o400,
+            allow_disk: false,
+            lock_timeout: std::time::Duration::from_secs(1),
+        })
+        .unwrap();
+        let plan = plan_of(
+            "version = 1\n[secrets.user]\nref = \"age://u\"\n[secrets.password]\nref = \"age://p\"\n\
+             [templates.url]\ninline = \"{{ secret('user') }}:{{ secret('password') }}\"\nmode = \"0440\"\n",
+        );
+        let templates = Templates::load(&plan, &Trust::default()).unwrap();
+        // Plan order: by name (password, user).
+        write(&writer, &plan, &templates, &resolution(&[b"one", b"app"])).unwrap();
+        let data = out.path().join("..data");
+        let first = std::fs::read_link(&data).unwrap();
+        assert_eq!(std::fs::read(out.path().join("url")).unwrap(), b"app:one");
+        assert_eq!(
+            write(&writer, &plan, &templates, &resolution(&[b"one", b"app"])).unwrap(),
+            Commit::Unchanged
+        );
+        write(&writer, &plan, &templates, &resolution(&[b"two", b"app"])).unwrap();
+        let second = std::fs::read_link(&data).unwrap();
+        assert_ne!(first, second);
+        let generation = out.path().join(&second);
+        assert_eq!(std::fs::read(generation.join("password")).unwrap(), b"two");
+        assert_eq!(std::fs::read(generation.join("url")).unwrap(), b"app:two");
+
+        let broken = plan_of(
+            "version = 1\n[secrets.password]\nref = \"age://p\"\n\
+             [templates.a]\ninline = \"{{ nope }}\"\n[templates.b]\ninline = \"{{ secret('x') }}\"\n",
+        );
+        let broken_templates = Templates::load(&broken, &Trust::default()).unwrap();
+        let error = write(
+            &writer,
+            &broken,
+            &broken_templates,
+            &resolution(&[b"three"]),
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("[templates.a]") && text.contains("[templates.b]"),
+            "{text}"
+        );
+        assert!(!text.contains("three"), "{text}");
+        assert_eq!(std::fs::read_link(&data).unwrap(), second);
+    }
+}
