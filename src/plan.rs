@@ -930,6 +930,72 @@ mod tests {
     }
 
     #[test]
+    fn templates_are_planned_and_their_conflicts_refused() {
+        let plan = plan_with(
+            "version = 1\n[secrets.db]\nref = \"age://db\"\n\
+             [templates.url]\ninline = \"x\"\nmode = \"0440\"\nuid = 7\nenv_value = \"URL\"\n\
+             [templates.\"app.yml\"]\nsource = \"config/app.yml.tmpl\"\nenv = \"APP_FILE\"\n",
+            &[],
+            false,
+        )
+        .unwrap();
+        let names: Vec<&str> = plan.templates.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["app.yml", "url"]);
+        assert_eq!(
+            plan.templates[0].source,
+            TemplateSource::File(PathBuf::from("/p/config/app.yml.tmpl"))
+        );
+        let url = &plan.templates[1];
+        assert_eq!((url.mode, url.uid, url.gid), (Some(0o440), Some(7), None));
+        assert_eq!(url.env_value.as_deref(), Some("URL"));
+
+        let cases = [
+            ("[templates.t]\n", "exactly one of"),
+            (
+                "[templates.t]\ninline = \"x\"\nsource = \"y\"\n",
+                "exactly one of",
+            ),
+            ("[templates.\"../t\"]\ninline = \"x\"\n", "../t"),
+            ("[templates.db]\ninline = \"x\"\n", "same file `db`"),
+            (
+                "[templates.t]\ninline = \"x\"\nenv = \"DB_FILE\"\n",
+                "same variable DB_FILE",
+            ),
+            (
+                "[templates.t]\ninline = \"x\"\nmode = \"0666\"\n",
+                "[templates.t].mode",
+            ),
+            (
+                "[templates.t]\ninline = \"x\"\ngid = 4294967295\n",
+                "[templates.t].gid",
+            ),
+            (
+                "[templates.t]\ninline = \"x\"\nenv_value = \"1X\"\n",
+                "[templates.t].env_value",
+            ),
+            (
+                "[templates.t]\ninline = \"x\"\nrefresh = \"1s\"\n",
+                "refresh",
+            ),
+        ];
+        for (section, expected) in cases {
+            let manifest = format!(
+                "version = 1\n[secrets.db]\nref = \"age://db\"\nenv = \"DB_FILE\"\n{section}"
+            );
+            let error = plan_with(&manifest, &[], false).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config, "{section}");
+            assert!(error.to_string().contains(expected), "{section}: {error}");
+        }
+        let error = plan_with(
+            "version = 1\n[templates.t]\ninline = \"x\"\nenv = \"CONF_FILE\"\n",
+            &[("CONF", "set")],
+            false,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("unset CONF"), "{error}");
+    }
+
+    #[test]
     fn flags_override_the_manifest_output() {
         let manifest =
             Manifest::parse("version = 1\n[output]\ndir = \"/m\"\n", Path::new("m")).unwrap();
