@@ -430,6 +430,95 @@ fn a_supervising_hushbox_keeps_no_copy_of_a_value_in_its_memory() {
     leaks.assert_none();
 }
 
+/// Templates render through filters into files; once the program runs, the
+/// supervising hushbox holds no copy of the value in any form a filter
+/// produced (text, percent-encoded, JSON, indented, base64), nor of the
+/// rendered text. (With `env_value`, the environment handed to the program
+/// leaves copies behind: see SECURITY.md, "Environment delivery".)
+#[test]
+fn a_supervising_hushbox_keeps_no_copy_of_a_rendered_template() {
+    use base64::Engine as _;
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "reads a non-dumpable process's /proc/PID/mem: run as root (as CI does)"
+    );
+    let mut leaks = Leaks::new();
+    let project = Project::new(&mut leaks, false);
+    let manifest = format!(
+        "version = 1\n[backends.age]\nkind = \"age\"\nstore = \"secrets\"\n\
+         [output]\ndir = \"{out}\"\n\
+         [secrets.c]\nref = \"age://c\"\n\
+         [secrets.j]\nref = \"age://j\"\n\
+         [templates.url]\nenv = \"URL_FILE\"\n\
+         inline = \"postgres://u:{{{{ secret('c') | urlencode }}}}@db/{{{{ secret('j#k') | base64 }}}}\"\n\
+         [templates.\"app.yml\"]\nenv = \"APP_FILE\"\n\
+         inline = \"p: {{{{ secret('c') | json }}}}\\nq: |\\n  {{{{ secret('j#k') | trim | indent(2) }}}}\\n\"\n",
+        out = project.out.path().join("secrets").display(),
+    );
+    std::fs::write(project.path("hushbox.toml"), manifest).unwrap();
+    let (running, pid, _) = supervising_sleep(&project);
+    let canary = leaks.value().as_bytes().to_vec();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&canary);
+    let url = format!("postgres://u:{}@db/{encoded}", leaks.value());
+    let rendered_file = std::fs::read(project.out.path().join("secrets/app.yml")).unwrap();
+    assert!(rendered_file.starts_with(b"p: \""), "{rendered_file:?}");
+    // Stretches from the middle: a freed buffer loses its first 16 bytes to
+    // the allocator's bookkeeping, and a copy without its head is a copy.
+    let middle = |bytes: &[u8]| bytes[16..bytes.len() - 8].to_vec();
+    let token = canary["hushbox-canary-".len()..]
+        .iter()
+        .take(16)
+        .copied()
+        .collect::<Vec<u8>>();
+    let needles: [(&str, Vec<u8>); 4] = [
+        ("the value", token),
+        ("its base64", middle(encoded.as_bytes())),
+        ("the rendered URL", middle(url.as_bytes())),
+        ("the rendered file", middle(&rendered_file)),
+    ];
+    assert_eq!(
+        std::fs::read(project.out.path().join("secrets/url")).unwrap(),
+        url.as_bytes()
+    );
+    // A shell that read the rendered URL into a variable: the search finds
+    // it there.
+    let mut control = Command::new("sh")
+        .args([
+            "-c",
+            "u=$(cat \"$1\"); echo ready; read -r _; echo \"$u\" >/dev/null",
+            "sh",
+        ])
+        .arg(project.out.path().join("secrets/url"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(control.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    let in_control = occurrences_in_memory(control.id(), url.as_bytes());
+    drop(control.stdin.take());
+    control.wait().unwrap();
+    assert!(
+        in_control > 0,
+        "the search did not find the URL in a shell holding it"
+    );
+    let in_hushbox: Vec<(&str, usize)> = needles
+        .iter()
+        .map(|(what, needle)| (*what, occurrences_in_memory(pid, needle)))
+        .collect();
+    let output = stop(running);
+    assert!(
+        in_hushbox.iter().all(|(_, count)| *count == 0),
+        "the supervising hushbox still holds copies: {in_hushbox:?}"
+    );
+    leaks.search("stderr of exec", &output.stderr);
+    leaks.assert_none();
+}
+
 #[test]
 fn a_panic_shows_where_it_happened_but_not_a_message_quoting_a_value() {
     let mut leaks = Leaks::new();
