@@ -100,7 +100,10 @@ impl Templates {
         name: &str,
     ) -> Result<SecretValue, Error> {
         let index = self.index_of(plan, name)?;
-        let environment = environment(SecretTable::from_resolution(plan, resolution));
+        let environment = environment(
+            SecretTable::from_resolution(plan, resolution),
+            &self.sources,
+        );
         render(&environment, &self.sources[index], &plan.templates[index])
     }
 
@@ -116,7 +119,7 @@ impl Templates {
     fn render_with(&self, plan: &Plan, table: SecretTable) -> Result<Vec<SecretValue>, Vec<Error>> {
         // The sources were loaded from this plan: they pair by position.
         debug_assert_eq!(self.sources.len(), plan.templates.len());
-        let environment = environment(table);
+        let environment = environment(table, &self.sources);
         let mut rendered = Vec::with_capacity(self.sources.len());
         let mut errors = Vec::new();
         for (source, template) in self.sources.iter().zip(&plan.templates) {
@@ -171,7 +174,9 @@ fn read_source(path: &Path, trust: &Trust) -> Result<String, Error> {
 }
 
 /// The bare environment: one function, five filters, nothing else.
-fn environment(table: SecretTable) -> Environment<'static> {
+/// `sources` lets `secret()` tell a name written in the template from one
+/// computed from values (see [`SecretTable::get`]).
+fn environment(table: SecretTable, sources: &[LoadedTemplate]) -> Environment<'static> {
     let mut environment = Environment::empty();
     environment.set_undefined_behavior(UndefinedBehavior::Strict);
     // Output is a configuration file, not HTML: nothing is escaped behind
@@ -185,7 +190,17 @@ fn environment(table: SecretTable) -> Environment<'static> {
         .build()
         .expect("the default delimiters are valid");
     environment.set_syntax(syntax);
-    environment.add_function("secret", move |name: &str| table.get(name));
+    let texts: BTreeMap<String, String> = sources
+        .iter()
+        .map(|source| (source.name.clone(), source.text.clone()))
+        .collect();
+    environment.add_function("secret", move |state: &minijinja::State, argument: &str| {
+        // Written as a string literal of the template itself.
+        let written = texts.get(state.name()).is_some_and(|text| {
+            text.contains(&format!("'{argument}'")) || text.contains(&format!("\"{argument}\""))
+        });
+        table.get(argument, written)
+    });
     environment.add_filter("urlencode", urlencode);
     environment.add_filter("json", json);
     environment.add_filter("base64", base64_filter);
@@ -334,12 +349,25 @@ impl SecretTable {
     }
 
     /// `secret('name')`, `secret('name#field')`, `secret('name#/pointer')`.
-    fn get(&self, argument: &str) -> Result<Value, minijinja::Error> {
+    ///
+    /// `written` says whether `argument` appears in the template's text. A
+    /// template can build the argument from values (`secret('db#' ~
+    /// secret('key'))`), and then an error quoting it would quote a value:
+    /// such an argument is never shown, only the declared name it reached.
+    fn get(&self, argument: &str, written: bool) -> Result<Value, minijinja::Error> {
+        let shown = |text: String, hidden: &str| {
+            if written {
+                text
+            } else {
+                format!("{hidden} (the argument was built from other values, so it is not shown)")
+            }
+        };
         let (name, field) = match argument.split_once('#') {
             None => (argument, None),
             Some((_, "")) => {
-                return Err(own_error(format!(
-                    "secret('{argument}'): the field after `#` is empty"
+                return Err(own_error(shown(
+                    format!("secret('{argument}'): the field after `#` is empty"),
+                    "secret(): the field after `#` is empty",
                 )));
             }
             Some((name, field)) if field.starts_with('/') => {
@@ -348,10 +376,14 @@ impl SecretTable {
             Some((name, field)) => (name, Some(Field::Key(field.to_owned()))),
         };
         let entry = self.entries.get(name).ok_or_else(|| {
-            own_error(format!(
-                "secret `{name}` is not declared: a template reads only the secrets of [secrets] in the manifest"
+            own_error(shown(
+                format!(
+                    "secret `{name}` is not declared: a template reads only the secrets of [secrets] in the manifest"
+                ),
+                "secret(): the name is not a declared secret",
             ))
         })?;
+        // From here on `name` is a declared secret's: configuration.
         let text = match entry {
             Entry::Missing => {
                 return Err(own_error(format!(
@@ -370,9 +402,9 @@ impl SecretTable {
             Some(field) => match extract_field(&text.0, Format::Json, &field) {
                 Ok(value) => Ok(Value::from_object(SecretText(value))),
                 // The core's messages name fields and kinds, never values.
-                Err(error) => Err(own_error(format!(
-                    "secret('{argument}'): {}",
-                    error.message()
+                Err(error) => Err(own_error(shown(
+                    format!("secret('{argument}'): {}", error.message()),
+                    &format!("secret(): the secret `{name}` has no such field, or no fields"),
                 ))),
             },
         }
@@ -640,6 +672,10 @@ mod tests {
             "{{ secret('password') | indent('x') }}",
             "{% for c in secret('password') %}{{ c }}{% endfor %}",
             "{{ secret('password')() }}",
+            "{{ secret(secret('password') ~ '') }}",
+            "{{ secret('doc#' ~ secret('password')) }}",
+            "{{ secret('doc#/' ~ secret('password')) }}",
+            "{{ secret(secret('password') ~ '#') }}",
         ] {
             error_of(template);
         }
