@@ -33,6 +33,11 @@ use crate::resolve::Resolution;
 
 /// The largest template file hushbox reads: 1 MiB.
 const SOURCE_LIMIT: u64 = 1024 * 1024;
+/// The engine's steps (and, at about 64 bytes each, memory) one rendering
+/// may use: a config file of thousands of lines takes a few hundred
+/// thousand; nested loops that would keep `exec` from ever starting its
+/// program stop here with an error.
+const FUEL: u64 = 2_000_000;
 
 /// The text of every template of a plan, read once (a `source` file through
 /// the same ownership checks as the manifest: a template decides what a
@@ -190,6 +195,7 @@ fn environment(table: SecretTable, sources: &[LoadedTemplate]) -> Environment<'s
         .build()
         .expect("the default delimiters are valid");
     environment.set_syntax(syntax);
+    environment.set_fuel(Some(FUEL));
     let texts: BTreeMap<String, String> = sources
         .iter()
         .map(|source| (source.name.clone(), source.text.clone()))
@@ -254,6 +260,9 @@ fn describe(error: &minijinja::Error, source: &LoadedTemplate, template: &Templa
         (EngineErrorKind::TemplateNotFound | EngineErrorKind::BadInclude, _) => {
             "templates cannot include, import or extend other templates".to_owned()
         }
+        (EngineErrorKind::OutOfFuel, _) => format!(
+            "the template took more than {FUEL} steps to render (nested loops?); a template renders a file, it does not compute"
+        ),
         (EngineErrorKind::WriteFailure, _) => {
             "a value is not UTF-8 text and cannot be written as it is; encode it with `| base64`".to_owned()
         }
@@ -698,6 +707,18 @@ mod tests {
             let text = error_of(template);
             assert!(!text.contains("root:"), "{template}: {text}");
         }
+    }
+
+    #[test]
+    fn a_runaway_template_stops_with_an_error() {
+        let text = error_of(
+            "{% set s = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' %}\
+             {% for a in s %}{% for b in s %}{% for c in s %}{% for d in s %}{{ secret('password') }}{% endfor %}{% endfor %}{% endfor %}{% endfor %}",
+        );
+        assert!(text.contains("steps to render"), "{text}");
+        // A thousand-line configuration file is far from the limit.
+        let big = "key: {{ secret('user') }} {{ secret('password') | urlencode }}\n".repeat(5000);
+        assert_eq!(render_inline(&big).unwrap().lines().count(), 5000);
     }
 
     #[test]
