@@ -492,9 +492,19 @@ fn check_validates_templates_without_fetching() {
         assert!(text.contains(expected), "{template}: {text}");
         assert!(text.contains("[templates.config.yml]"), "{text}");
     }
+    fs::write(
+        project.path("config/app.yml.tmpl"),
+        "x".repeat(1024 * 1024 + 1),
+    )
+    .unwrap();
+    let text = project.fails(&["check"], 78);
+    assert!(text.contains("larger than 1 MiB"), "{text}");
     fs::remove_file(project.path("config/app.yml.tmpl")).unwrap();
     let text = project.fails(&["check"], 78);
-    assert!(text.contains("app.yml.tmpl"), "{text}");
+    assert!(
+        text.contains("app.yml.tmpl") && text.contains("does not exist"),
+        "{text}"
+    );
 
     // Exactly one of source and inline.
     project.manifest("[templates.t]\ninline = \"x\"\nsource = \"y\"\n");
