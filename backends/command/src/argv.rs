@@ -167,10 +167,16 @@ fn parse_element(element: &str) -> Result<Vec<Piece>> {
             _ => match name.strip_prefix("param.") {
                 Some(param) if valid_param_name(param) => Piece::Param(param.to_owned()),
                 _ => {
+                    // Named only when short and plain: a long one is more
+                    // likely code (an inline script) than a typo.
+                    let shown = if name.len() <= 32 && valid_param_name(name) {
+                        format!("`{{{name}}}`")
+                    } else {
+                        "`{…}`".to_owned()
+                    };
                     return Err(Error::config(format!(
-                        "unknown placeholder `{{{}}}` in `command` (known: {{path}}, \
-                         {{param.NAME}}; write `{{{{` for a literal brace)",
-                        name.escape_debug()
+                        "unknown placeholder {shown} in `command` (known: {{path}}, \
+                         {{param.NAME}}; write `{{{{` and `}}}}` for literal braces)"
                     )));
                 }
             },
