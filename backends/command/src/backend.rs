@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::Instant;
 
 use hushbox_core::{
@@ -81,7 +82,7 @@ impl CommandBackend {
                 .map(Error::from)
                 .unwrap_or_else(closed));
         }
-        self.check_status(&finished)?;
+        self.check_status(finished.status, &finished.stderr)?;
         let mut value = finished.stdout?;
         if self.settings.trim_newline {
             value.trim_one_trailing_newline();
@@ -93,9 +94,8 @@ impl CommandBackend {
     }
 
     /// Maps a failed exit onto an error; `Ok` for success.
-    fn check_status<T>(&self, finished: &Finished<T>) -> Result<()> {
+    fn check_status(&self, status: ExitStatus, stderr: &Stderr) -> Result<()> {
         let program = || self.settings.argv.program().to_owned();
-        let status = finished.status;
         if status.success() {
             return Ok(());
         }
@@ -116,9 +116,7 @@ impl CommandBackend {
         if let Some(pattern) = &self.settings.not_found_pattern {
             // A copy for the match, wiped when it drops: stderr may hold
             // values, and regex-lite matches text.
-            let text = zeroize::Zeroizing::new(
-                String::from_utf8_lossy(&finished.stderr.kept).into_owned(),
-            );
+            let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&stderr.kept).into_owned());
             if pattern.is_match(&text) {
                 return Err(CommandError::NotFound {
                     program: program(),
@@ -130,7 +128,7 @@ impl CommandBackend {
         Err(CommandError::Exited {
             program: program(),
             code,
-            stderr_len: finished.stderr.len,
+            stderr_len: stderr.len,
         }
         .into())
     }
@@ -159,13 +157,14 @@ impl CommandBackend {
             Err(error) => return every(locations, &error.into()),
         };
         self.log_finished(&locations[0], &finished, asked, started);
-        if let Err(error) = self.check_status(&finished) {
-            return every(locations, &error);
-        }
+        // A reader that gave up killed the plugin: its reason comes first.
         let answers = match finished.stdout {
             Ok(answers) => answers,
             Err(error) => return every(locations, &error.into()),
         };
+        if let Err(error) = self.check_status(finished.status, &finished.stderr) {
+            return every(locations, &error);
+        }
         let answered = answers.len();
         let mut results: Vec<Result<Document>> = Vec::with_capacity(asked);
         for (location, answer) in locations.iter().zip(answers) {

@@ -85,6 +85,9 @@ where
             let _ = killpg(group, Signal::SIGKILL);
         }
     };
+    // When this future is dropped half-way (hushbox was told to stop while
+    // it fetched), the whole group goes, not only the child.
+    let mut guard = GroupGuard(group);
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         kill_group();
         return Err(CommandError::io(
@@ -120,6 +123,8 @@ where
         (stdout, stderr, status)
     };
     let outcome = tokio::time::timeout(settings.timeout, work).await;
+    // Past this point the child has been waited for, or is killed below.
+    guard.0 = None;
     match outcome {
         Ok((stdout, stderr, status)) => {
             let status = status.map_err(|error| CommandError::io("wait for the plugin", error))?;
@@ -136,6 +141,17 @@ where
                 program: program.to_owned(),
                 timeout: settings.timeout,
             })
+        }
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed (`.0 = None`).
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
         }
     }
 }

@@ -230,6 +230,67 @@ async fn a_timeout_kills_the_plugin_and_everything_it_started() {
 }
 
 #[tokio::test]
+async fn a_fetch_dropped_half_way_kills_the_plugins_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let backend = backend(&format!(
+        "{}\ntimeout = '1m'",
+        command(&[
+            "sh",
+            "-c",
+            "sleep 60 & echo $! > \"$1\"; wait",
+            "sh",
+            pid_file.to_str().unwrap()
+        ])
+    ));
+    // hushbox drops a fetch when it is told to stop while fetching.
+    let location = reference("t://x");
+    let mut fetch = Box::pin(backend.fetch(&location));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid: i32 = loop {
+        tokio::select! {
+            _ = &mut fetch => panic!("the plugin cannot finish for a minute"),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the plugin never started");
+    };
+    drop(fetch);
+    assert!(wait_gone(pid), "the plugin's child {pid} survived the drop");
+}
+
+#[tokio::test]
+async fn every_fetch_runs_the_plugin_so_changes_are_seen() {
+    // The watcher re-fetches at `refresh` and compares digests: nothing may
+    // be cached between fetches, in either protocol.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    for protocol in ["one-shot", "json"] {
+        let settings = match protocol {
+            "json" => format!(
+                "{}\nprotocol = 'json'\nenv = ['FILES_PLUGIN_ROOT']",
+                command(&[&python(), &files_plugin(), "json"])
+            ),
+            _ => format!(
+                "{}\nenv = ['FILES_PLUGIN_ROOT']",
+                command(&[&python(), &files_plugin(), "get", "{path}"])
+            ),
+        };
+        let backend = backend_with_env(&settings, &[("FILES_PLUGIN_ROOT", root)]);
+        for value in [&b"before rotation"[..], b"after"] {
+            std::fs::write(dir.path().join("rotated"), value).unwrap();
+            let document = fetch(&backend, "t://rotated").await.unwrap();
+            assert_eq!(document.value.expose(), value, "{protocol}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn crashes_and_exit_codes_map_onto_error_kinds() {
     let crash = backend(&command(&["sh", "-c", "kill -SEGV $$"]));
     let error = expect_error(fetch(&crash, "t://x").await, ErrorKind::Unavailable);
