@@ -355,20 +355,34 @@ async fn oversized_output_is_refused_and_the_plugin_stopped() {
     ));
     let document = fetch(&exact, "t://x").await.unwrap();
     assert_eq!(document.value.len(), 1000);
-    // In a batch, one oversized value fails alone.
-    let code = "import sys\nfor i, line in enumerate(sys.stdin):\n    print('{\"value\": \"%s\"}' % ('x' * (1001 if i == 1 else 10)), flush=True)";
+    // In a batch, one oversized value fails alone: one just over the limit,
+    // and one whose reply line is too long to be held at all.
+    let code = "import sys\nfor i, line in enumerate(sys.stdin):\n    print('{\"value\": \"%s\"}' % ('x' * {1: 1001, 2: 200000}.get(i, 10)), flush=True)";
     let batch = backend(&format!(
         "{}\n{limit}\nprotocol = 'json'",
         command(&[&python(), "-c", &script(code)])
     ));
     let results = batch
-        .fetch_many(&[reference("t://a"), reference("t://b"), reference("t://c")])
+        .fetch_many(&[
+            reference("t://a"),
+            reference("t://b"),
+            reference("t://c"),
+            reference("t://d"),
+        ])
         .await;
     let kinds: Vec<Option<ErrorKind>> = results
         .iter()
         .map(|result| result.as_ref().err().map(Error::kind))
         .collect();
-    assert_eq!(kinds, [None, Some(ErrorKind::TooLarge), None]);
+    assert_eq!(
+        kinds,
+        [
+            None,
+            Some(ErrorKind::TooLarge),
+            Some(ErrorKind::TooLarge),
+            None
+        ]
+    );
 }
 
 #[tokio::test]
