@@ -69,21 +69,9 @@ impl CommandBackend {
         })
         .await?;
         self.log_finished(location, &finished, 1, started);
-        if let Err(error) = &finished.stdout
-            && matches!(
-                error,
-                CommandError::TooLarge { .. } | CommandError::Io { .. }
-            )
-        {
-            // The reader gave up and killed the process: its status is ours.
-            return Err(finished
-                .stdout
-                .err()
-                .map(Error::from)
-                .unwrap_or_else(closed));
-        }
-        self.check_status(finished.status, &finished.stderr)?;
+        // A reader that gave up killed the plugin: its reason comes first.
         let mut value = finished.stdout?;
+        self.check_status(finished.status, &finished.stderr)?;
         if self.settings.trim_newline {
             value.trim_one_trailing_newline();
         }
