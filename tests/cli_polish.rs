@@ -160,7 +160,10 @@ fn version_names_the_commit_and_the_backends() {
         .map(|output| stdout(&output).trim().to_owned())
         .unwrap_or_else(|| "unknown".to_owned());
     assert!(text.contains(&format!("(commit {head};")), "{text}");
-    assert!(text.contains("backends: age, aws, file, vault)"), "{text}");
+    assert!(
+        text.contains("backends: age, aws, command, file, vault)"),
+        "{text}"
+    );
 }
 
 #[test]

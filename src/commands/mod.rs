@@ -85,6 +85,7 @@ pub fn registry() -> Registry {
     hushbox_age::register(&mut registry);
     hushbox_aws::register(&mut registry);
     hushbox_vault::register(&mut registry);
+    hushbox_command::register(&mut registry);
     registry
 }
 
