@@ -139,7 +139,7 @@ pub(crate) async fn read_replies(
 }
 
 /// Parses one reply line.
-fn parse_reply(line: &[u8], limit: usize, keep_messages: bool) -> Answer {
+pub(crate) fn parse_reply(line: &[u8], limit: usize, keep_messages: bool) -> Answer {
     let invalid = |why: &str| Answer {
         value: Err(CommandError::Protocol(why.to_owned())),
         message: None,

@@ -21,6 +21,8 @@ mod argv;
 mod backend;
 mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod json;
 mod process;
 
