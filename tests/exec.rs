@@ -655,6 +655,78 @@ fn exec_passes_on_ignored_signals_as_tini_does() {
     );
 }
 
+/// `scripts/image`: a FROM scratch image holding the one static binary at
+/// `/hushbox`, non-root by default, labelled with version and source; a
+/// dynamically linked binary is refused (it could not start there). A
+/// static busybox stands in for the static hushbox, whose release build
+/// takes minutes.
+#[test]
+fn image_script_builds_a_non_root_scratch_image() {
+    require_docker_engine();
+    require_tool("busybox", "busybox-static");
+    require_tool("readelf", "binutils");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/image");
+    let refused = Command::new(&script)
+        .env("HUSHBOX_BIN", HUSHBOX)
+        .env("TAG", "hushbox-test-refused:latest")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("dynamically linked"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let image = DockerImage(format!("hushbox-test-image-{}:latest", rand_suffix()));
+    let built = Command::new(&script)
+        .env("HUSHBOX_BIN", busybox_path())
+        .env("TAG", &image.0)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    let inspect = |format: &str| {
+        String::from_utf8(docker(&["image", "inspect", "-f", format, &image.0]).stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(inspect("{{.Config.User}}"), "65532:65532");
+    assert_eq!(inspect("{{json .Config.Entrypoint}}"), r#"["/hushbox"]"#);
+    assert_eq!(
+        inspect(r#"{{index .Config.Labels "org.opencontainers.image.version"}}"#),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(
+        inspect(r#"{{index .Config.Labels "org.opencontainers.image.source"}}"#),
+        "https://github.com/hushbox/hushbox"
+    );
+    // One layer, one file: no shell, no libraries.
+    let container = String::from_utf8(docker(&["create", &image.0]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let export = Command::new("sh")
+        .args(["-c", &format!("docker export {container} | tar -t")])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rm", &container]).output();
+    let files: Vec<String> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        // What the engine adds to every container's file system.
+        .filter(|file| {
+            !file.starts_with("dev/")
+                && !file.starts_with("etc/")
+                && !file.starts_with("proc/")
+                && !file.starts_with("sys/")
+                && *file != ".dockerenv"
+        })
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(files, ["hushbox"], "{files:?}");
+    assert_eq!(inspect("{{len .RootFS.Layers}}"), "1");
+}
+
 /// `build.sh` with a static binary (what it builds by default): `ldd` fails
 /// on it, and the script must still assemble the whole root filesystem.
 #[test]
