@@ -117,6 +117,16 @@ pub fn command(version: String) -> clap::Command {
 /// `hushbox run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Write into the project's kept directory and leave it when the command
+    /// ends, for what outlives it (`docker-compose up -d` mounts the files
+    /// later, on every restart). The next `--keep` or `--discard` run of the
+    /// project reuses it; `--discard` removes it.
+    #[arg(long, conflicts_with = "discard")]
+    pub keep: bool,
+    /// Like --keep, then remove the kept directory when the command ends
+    /// (`hushbox run --discard -- docker-compose down`).
+    #[arg(long)]
+    pub discard: bool,
     /// Let the program gain privileges through setuid binaries or file
     /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
     #[arg(long)]
