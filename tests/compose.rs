@@ -1,0 +1,229 @@
+//! The Compose patterns of `examples/compose/`, run as their READMEs say, in
+//! the machine's Docker engine with `docker-compose` (1.29). Each asserts,
+//! from inside the container, what the app gets (file system type, owner,
+//! mode), that `restart` and `down` work, and that the secret's value is
+//! nowhere under the engine's data root.
+
+mod common;
+
+use common::{require_tool, stderr};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const HUSHBOX: &str = env!("CARGO_BIN_EXE_hushbox");
+/// Where the engine keeps containers, images and volumes.
+const DOCKER_ROOT: &str = "/var/lib/docker";
+
+/// Fails (never skips) when the Docker engine or docker-compose is missing.
+fn require_engine() {
+    require_tool("docker", "docker.io (and a running Docker engine)");
+    require_tool("docker-compose", "docker-compose");
+    require_tool("busybox", "busybox-static");
+    let info = Command::new("docker").arg("info").output().unwrap();
+    assert!(
+        info.status.success(),
+        "these tests need a running Docker engine, and `docker info` failed: {}",
+        stderr(&info)
+    );
+}
+
+/// A copy of one example directory, with an identity and a store holding
+/// `db_password` = a fresh canary, and a unique Compose project name.
+struct Example {
+    dir: tempfile::TempDir,
+    project: String,
+    canary: String,
+    runtime: tempfile::TempDir,
+}
+
+impl Example {
+    fn new(name: &str) -> Self {
+        require_engine();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/compose")
+            .join(name);
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&source, dir.path());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let example = Self {
+            dir,
+            project: format!("hushboxtest{}x{nanos:x}", std::process::id()),
+            canary: format!("canary-{nanos:x}-{}", std::process::id()),
+            runtime: common::tmpfs_dir(),
+        };
+        example.hushbox_ok(&["keygen"], None);
+        example.hushbox_ok(&["store", "init"], None);
+        example.hushbox_ok(
+            &["store", "set", "db_password"],
+            Some(example.canary.clone().as_bytes()),
+        );
+        example
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.runtime.path())
+            .env("HUSHBOX_IDENTITY", self.dir.path().join("identity.txt"))
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            .env("APP_IMAGE", self.image());
+        command
+    }
+
+    fn hushbox_ok(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let output = common::run_with_stdin(self.command(HUSHBOX, args), stdin);
+        assert!(
+            output.status.success(),
+            "hushbox {args:?}: {}",
+            stderr(&output)
+        );
+        output
+    }
+
+    fn image(&self) -> String {
+        format!("{}-app:test", self.project)
+    }
+
+    fn container(&self) -> String {
+        format!("{}_app_1", self.project)
+    }
+
+    /// `docker logs` of the app (no Compose: it would need the variables).
+    fn logs(&self) -> String {
+        let output = Command::new("docker")
+            .args(["logs", &self.container()])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        )
+    }
+
+    /// Waits until the app has printed `ready` `count` times.
+    fn wait_ready(&self, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let logs = self.logs();
+            if logs.matches("app: ready").count() >= count {
+                return logs;
+            }
+            assert!(Instant::now() < deadline, "the app never got ready: {logs}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The files under the engine's data root that hold the canary.
+    fn canary_on_disk(&self) -> String {
+        let output = Command::new("grep")
+            .args(["-r", "-l", "-F", &self.canary, DOCKER_ROOT])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        // Whatever the test left: the project's containers and network,
+        // and its image.
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.container()])
+            .output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &format!("{}_internal", self.project)])
+            .output();
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.image()])
+            .output();
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target: PathBuf = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// examples/compose/local-dev: `hushbox run --keep -- docker-compose up -d`
+/// on the host, Compose `file:` secrets, `--discard` with `down`.
+#[test]
+fn local_dev_pattern_up_restart_down_leaves_nothing() {
+    let example = Example::new("local-dev");
+    let build = example
+        .command(
+            example.dir.path().join("app/build.sh").to_str().unwrap(),
+            &[],
+        )
+        .env("TAG", example.image())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "app/build.sh: {}", stderr(&build));
+
+    // Without hushbox, Compose refuses with the file's own message.
+    let bare = example
+        .command("docker-compose", &["config", "-q"])
+        .output()
+        .unwrap();
+    assert!(!bare.status.success());
+    assert!(
+        stderr(&bare).contains("hushbox run --keep"),
+        "{}",
+        stderr(&bare)
+    );
+
+    let started = Instant::now();
+    example.hushbox_ok(&["run", "--keep", "--", "docker-compose", "up", "-d"], None);
+    let logs = example.wait_ready(1);
+    eprintln!(
+        "docker-compose up to the app reading its secret: {:?}",
+        started.elapsed()
+    );
+    let expected = format!(
+        "app: uid=1000 fs=tmpfs owner=1000:1000 mode=400 bytes={}",
+        example.canary.len()
+    );
+    assert!(logs.contains(&expected), "{logs}");
+    // While it runs, the value is in no file of the engine's (the
+    // container's config holds the path only).
+    assert_eq!(example.canary_on_disk(), "");
+
+    example.hushbox_ok(
+        &["run", "--keep", "--", "docker-compose", "restart", "app"],
+        None,
+    );
+    let logs = example.wait_ready(2);
+    assert_eq!(logs.matches(&expected).count(), 2, "{logs}");
+
+    example.hushbox_ok(&["run", "--discard", "--", "docker-compose", "down"], None);
+    let kept: Vec<_> = std::fs::read_dir(example.runtime.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert!(kept.is_empty(), "left after --discard: {kept:?}");
+    let gone = Command::new("docker")
+        .args(["inspect", &example.container()])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the container outlived down");
+    assert_eq!(example.canary_on_disk(), "");
+}
