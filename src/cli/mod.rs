@@ -59,12 +59,37 @@ pub enum Command {
     Store(StoreCommand),
     /// Create an age identity file (mode 0600) and print its recipient.
     Keygen(KeygenArgs),
+    /// Docker Swarm: turn the manifest's secrets into Swarm secrets.
+    #[command(subcommand)]
+    Swarm(SwarmCommand),
     /// Print the table of exit codes.
     ExitCodes,
     /// Print a shell completion script to stdout (bash, zsh or fish).
     Completions(CompletionsArgs),
     /// Print the manual page, hushbox.1 (roff), to stdout.
     Man,
+}
+
+/// `hushbox swarm …`.
+#[derive(Debug, Subcommand)]
+pub enum SwarmCommand {
+    /// Create a content-addressed Swarm secret for each secret with a
+    /// `swarm` binding, roll its services onto it under the same target
+    /// path, wait for them to converge, and remove the versions no service
+    /// uses. Nothing changes when nothing did.
+    Sync(SwarmSyncArgs),
+}
+
+/// `hushbox swarm sync`.
+#[derive(Debug, Args)]
+pub struct SwarmSyncArgs {
+    /// The stack the services belong to: `NAME_` is prepended to service
+    /// names (as `docker stack deploy` names them) and to secret names.
+    #[arg(long, value_name = "NAME")]
+    pub stack: Option<String>,
+    /// Print what would be created, updated and removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `hushbox completions`.

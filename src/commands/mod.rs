@@ -9,6 +9,7 @@ mod inject;
 mod keygen;
 mod run;
 mod store;
+mod swarm;
 
 use std::path::{Path, PathBuf};
 
@@ -312,6 +313,7 @@ pub fn dispatch(
         Command::Check(args) => check::check(&session, args),
         Command::Store(command) => store::store(&session, command),
         Command::Keygen(args) => keygen::keygen(&session, args),
+        Command::Swarm(crate::cli::SwarmCommand::Sync(args)) => swarm::sync(&session, args),
         Command::ExitCodes | Command::Completions(_) | Command::Man => {
             unreachable!("answered above")
         }
