@@ -74,7 +74,8 @@ pub(super) fn sync(session: &Session, args: SwarmSyncArgs) -> Outcome {
         .into());
     }
     let mut plan = session.plan(None, None, true)?;
-    plan.secrets.retain(|secret| bindings.contains_key(&secret.name));
+    plan.secrets
+        .retain(|secret| bindings.contains_key(&secret.name));
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     let runtime = runtime()?;
     let resolution = runtime.block_on(resolve(&plan, &backends))?;
@@ -189,7 +190,10 @@ fn name_hash(key: &[u8], value: &SecretValue) -> String {
     // expose(): hashed under the swarm's key; only 32 bits of the MAC leave.
     mac.update(value.expose());
     let digest = mac.finalize().into_bytes();
-    digest[..4].iter().map(|byte| format!("{byte:02x}")).collect()
+    digest[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// The swarm's name key, created on first use (not by a dry run: `None`).
@@ -508,7 +512,10 @@ mod tests {
         assert_eq!(file.mode, Some(0o444));
         assert_eq!(file.uid.as_deref(), Some("0"));
         let file = task_file("db", &binding(Some("0400"), Some("1000"))).unwrap();
-        assert_eq!((file.mode, file.uid.as_deref()), (Some(0o400), Some("1000")));
+        assert_eq!(
+            (file.mode, file.uid.as_deref()),
+            (Some(0o400), Some("1000"))
+        );
         for bad in ["0999", "4755", "rw"] {
             assert!(task_file("db", &binding(Some(bad), None)).is_err(), "{bad}");
         }
