@@ -39,13 +39,16 @@ struct Example {
 }
 
 impl Example {
-    fn new(name: &str) -> Self {
+    /// The example `name`, over a copy of `base` (another example
+    /// directory, whose manifest and store it uses) when given.
+    fn new(name: &str, base: Option<&str>) -> Self {
         require_engine();
-        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples/compose")
-            .join(name);
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(&source, dir.path());
+        if let Some(base) = base {
+            copy_tree(&examples.join(base), dir.path());
+        }
+        copy_tree(&examples.join("compose").join(name), dir.path());
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -168,7 +171,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// on the host, Compose `file:` secrets, `--discard` with `down`.
 #[test]
 fn local_dev_pattern_up_restart_down_leaves_nothing() {
-    let example = Example::new("local-dev");
+    let example = Example::new("local-dev", None);
     let build = example
         .command(
             example.dir.path().join("app/build.sh").to_str().unwrap(),
@@ -225,5 +228,88 @@ fn local_dev_pattern_up_restart_down_leaves_nothing() {
         .output()
         .unwrap();
     assert!(!gone.status.success(), "the container outlived down");
+    assert_eq!(example.canary_on_disk(), "");
+}
+
+/// examples/compose/entrypoint: the container example's image, whose
+/// entrypoint is `hushbox exec --user app`, with the identity as a Compose
+/// secret and a per-container tmpfs.
+#[test]
+fn entrypoint_pattern_up_restart_down_leaves_nothing() {
+    // The image as examples/container's README builds it, in the same
+    // directory: the identity and store are that example's.
+    let example = Example::new("entrypoint", Some("container"));
+    let dir = example.dir.path();
+    let key = example.hushbox_ok(&["store", "verify", "--print-key"], None);
+    std::fs::write(dir.join("integrity.key"), &key.stdout).unwrap();
+    let build = example
+        .command(dir.join("build.sh").to_str().unwrap(), &[])
+        .env("HUSHBOX_BIN", HUSHBOX)
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "build.sh: {}", stderr(&build));
+    let image = example.image();
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", &image, dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+
+    let compose = |args: &[&str]| {
+        let output = example.command("docker-compose", args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "docker-compose {args:?}: {}",
+            stderr(&output)
+        );
+    };
+    let started = Instant::now();
+    compose(&["up", "-d"]);
+    let ready = |count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let logs = example.logs();
+            if logs.matches("server: ready").count() >= count {
+                return logs;
+            }
+            assert!(Instant::now() < deadline, "never ready: {logs}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let logs = ready(1);
+    eprintln!(
+        "docker-compose up to the app reading its secret: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        logs.contains("server: running as uid 1000, gid 1000"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("/run/secrets/db_password is mode 400, owned by 1000"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("the password has {} bytes", example.canary.len())),
+        "{logs}"
+    );
+    let fs_type = Command::new("docker")
+        .args([
+            "exec",
+            &example.container(),
+            "/bin/stat",
+            "-f",
+            "-c",
+            "%T",
+            "/run/secrets/db_password",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&fs_type.stdout).trim(), "tmpfs");
+    assert_eq!(example.canary_on_disk(), "");
+
+    compose(&["restart", "app"]);
+    ready(2);
+    compose(&["down"]);
     assert_eq!(example.canary_on_disk(), "");
 }
