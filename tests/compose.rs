@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{require_tool, stderr};
+use common::{require_tool, stderr, stdout};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -312,4 +312,135 @@ fn entrypoint_pattern_up_restart_down_leaves_nothing() {
     ready(2);
     compose(&["down"]);
     assert_eq!(example.canary_on_disk(), "");
+}
+
+/// examples/compose/build-time: `hushbox run -- docker build --secret
+/// id=npm_token,env=NPM_TOKEN` feeding `RUN --mount=type=secret`, with
+/// Debian's Docker client (20.10) and BuildKit. The step saw the token; the
+/// image, its history and the engine's data root hold no trace of it.
+#[test]
+fn build_time_pattern_bakes_no_secret_into_the_image() {
+    require_tool(
+        "/usr/bin/docker",
+        "docker.io (Debian's client, which has BuildKit's --secret)",
+    );
+    let example = Example::new("build-time", None);
+    let dir = example.dir.path();
+    example.hushbox_ok(
+        &["store", "set", "npm_token"],
+        Some(example.canary.clone().as_bytes()),
+    );
+    // The base image: FROM scratch with a static busybox for the RUN step.
+    let base = format!("{}-base:test", example.project);
+    let context = tempfile::tempdir().unwrap();
+    let bin = context.path().join("rootfs/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    for tool in ["sh", "wc", "cat"] {
+        std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
+    }
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\n",
+    )
+    .unwrap();
+    let built_base = Command::new("docker")
+        .args(["build", "-q", "-t", &base, context.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(built_base.status.success(), "{}", stderr(&built_base));
+    let _base_image = RemoveImage(base.clone());
+
+    let image = example.image();
+    let build_arg = format!("BASE={base}");
+    let started = Instant::now();
+    let built = example.hushbox_ok(
+        &[
+            "run",
+            "--",
+            "env",
+            "DOCKER_BUILDKIT=1",
+            "/usr/bin/docker",
+            "build",
+            // The step's cache key does not cover the secret: a cached layer
+            // of an earlier build would hide this one's token.
+            "--no-cache",
+            "--secret",
+            "id=npm_token,env=NPM_TOKEN",
+            "--build-arg",
+            &build_arg,
+            "-t",
+            &image,
+            dir.to_str().unwrap(),
+        ],
+        None,
+    );
+    eprintln!("build with the secret: {:?}", started.elapsed());
+    assert!(!stdout(&built).contains(&example.canary));
+    assert!(!stderr(&built).contains(&example.canary));
+
+    // The RUN step had the token (its length is all it kept).
+    let length = Command::new("docker")
+        .args(["run", "--rm", &image, "cat", "/token-length"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&length.stdout).trim(),
+        example.canary.len().to_string()
+    );
+    // Nothing of it in the history, the layers, or the engine's files.
+    let history = Command::new("docker")
+        .args(["history", "--no-trunc", &image])
+        .output()
+        .unwrap();
+    assert!(history.status.success());
+    assert!(
+        !stdout(&history).contains(&example.canary),
+        "{}",
+        stdout(&history)
+    );
+    let saved = Command::new("docker")
+        .args(["save", &image])
+        .output()
+        .unwrap();
+    assert!(saved.status.success());
+    assert!(
+        !saved
+            .stdout
+            .windows(example.canary.len())
+            .any(|window| window == example.canary.as_bytes()),
+        "the token is in the image's layers"
+    );
+    assert_eq!(example.canary_on_disk(), "");
+
+    // Without hushbox the variable is missing and the build stops.
+    let bare = example
+        .command(
+            "/usr/bin/docker",
+            &[
+                "build",
+                "--no-cache",
+                "--secret",
+                "id=npm_token,env=NPM_TOKEN",
+                "--build-arg",
+                &build_arg,
+                dir.to_str().unwrap(),
+            ],
+        )
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .unwrap();
+    assert!(
+        !bare.status.success(),
+        "a build without the token succeeded"
+    );
+}
+
+/// Removes an image when the test ends.
+struct RemoveImage(String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
 }
