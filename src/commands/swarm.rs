@@ -282,6 +282,13 @@ async fn apply(
                 .as_ref()
                 .and_then(|version| version.index)
                 .unwrap_or_default();
+            // The status of the last update so far: the one that follows
+            // ours must be told apart from it (it may read "completed"
+            // until the orchestrator takes ours up).
+            let previous_update = inspected
+                .update_status
+                .as_ref()
+                .and_then(|status| status.started_at.clone());
             let mut spec = inspected.spec.unwrap_or_default();
             let target = secret.file.name.clone();
             let container = spec
@@ -326,7 +333,7 @@ async fn apply(
                 )
                 .await
                 .map_err(|error| docker_error(error).with_subject(service))?;
-            wait_for_rollout(docker, service).await?;
+            wait_for_rollout(docker, service, previous_update).await?;
             println!("service {service} converged");
         }
 
@@ -422,18 +429,24 @@ async fn create_secret(
     Ok(created.id)
 }
 
-/// Waits until the service's update has completed.
-async fn wait_for_rollout(docker: &Docker, service: &str) -> Result<(), Error> {
+/// Waits until the service's update (the one started after
+/// `previous_update`, the start time of the update before it) has completed.
+async fn wait_for_rollout(
+    docker: &Docker,
+    service: &str,
+    previous_update: Option<bollard::models::BollardDate>,
+) -> Result<(), Error> {
     let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
     loop {
         let inspected = docker
             .inspect_service(service, None)
             .await
             .map_err(|error| docker_error(error).with_subject(service))?;
-        let state = inspected.update_status.and_then(|status| status.state);
+        let status = inspected.update_status.unwrap_or_default();
+        let ours = status.started_at.is_some() && status.started_at != previous_update;
+        let state = status.state.filter(|_| ours);
         match state {
-            // No update status: the service had nothing to roll (no task).
-            None | Some(ServiceUpdateStatusStateEnum::COMPLETED) => return Ok(()),
+            Some(ServiceUpdateStatusStateEnum::COMPLETED) => return Ok(()),
             Some(
                 state @ (ServiceUpdateStatusStateEnum::PAUSED
                 | ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
@@ -446,7 +459,8 @@ async fn wait_for_rollout(docker: &Docker, service: &str) -> Result<(), Error> {
                 )
                 .with_subject(service));
             }
-            Some(_) => {}
+            // Ours has not begun, or is under way.
+            _ => {}
         }
         if Instant::now() > deadline {
             return Err(Error::new(
