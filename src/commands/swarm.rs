@@ -411,8 +411,9 @@ async fn create_secret(
     if let Some(stack) = stack {
         labels.insert(LABEL_STACK.to_owned(), stack.to_owned());
     }
-    // expose(): the value goes to the Swarm's encrypted store; the base64
-    // copy is wiped once the request is built.
+    // expose(): the value goes to the Swarm's encrypted store. Our base64
+    // copy is wiped; the one bollard's request needs (an owned String in
+    // SecretSpec, then the JSON body) is not: see SECURITY.md.
     let data = zeroize::Zeroizing::new(
         base64::engine::general_purpose::STANDARD.encode(secret.value.expose()),
     );
