@@ -216,10 +216,21 @@ impl Project {
         assert!(output.status.success(), "{}", stderr(&output));
     }
 
+    /// `swarm sync --stack STACK EXTRA…`, logging at every level: no
+    /// value may appear in what it prints.
     fn sync(&self, stack: &str, extra: &[&str]) -> Output {
         let mut args = vec!["swarm", "sync", "--stack", stack];
         args.extend_from_slice(extra);
-        self.hushbox(&args, None)
+        let mut command = common::hushbox_command(self.dir.path(), self.dir.path(), &args);
+        command
+            .env("HUSHBOX_IDENTITY", self.dir.path().join("identity.txt"))
+            .env("HUSHBOX_LOG", "trace");
+        let output = common::run_with_stdin(command, None);
+        let printed = format!("{}{}", stdout(&output), stderr(&output));
+        for value in ["first-value", "second-value", "xxxxxxxx"] {
+            assert!(!printed.contains(value), "a value was printed: {printed}");
+        }
+        output
     }
 }
 
