@@ -121,6 +121,26 @@ pub struct SecretSection {
     /// Whether a missing secret is skipped instead of failing the run.
     #[serde(default)]
     pub optional: bool,
+    /// The Swarm services that get it as a Swarm secret (`swarm sync`).
+    pub swarm: Option<SwarmBinding>,
+}
+
+/// `[secrets.NAME] swarm = { … }`: how `hushbox swarm sync` hands a secret
+/// to Swarm services.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmBinding {
+    /// The services that mount it (with `--stack S`, `S_` is prepended).
+    pub services: Vec<String>,
+    /// The file name under `/run/secrets` in the task (default: the
+    /// secret's name). It never changes across rotations.
+    pub target: Option<String>,
+    /// Owner of the file in the task (default "0").
+    pub uid: Option<String>,
+    /// Group of the file in the task (default "0").
+    pub gid: Option<String>,
+    /// Mode of the file in the task, octal (default "0444", Swarm's).
+    pub mode: Option<String>,
 }
 
 impl Manifest {

@@ -186,6 +186,64 @@ fn run_gives_files_values_and_env_references_and_cleans_up() {
     );
 }
 
+/// `run --keep` for a Compose stack on a laptop: the files outlive the
+/// command in one directory per project, owned as `[output]` says (the
+/// container's user reads them through a bind mount), refreshed by the next
+/// kept run, and removed by `run --discard` once its command ends.
+#[test]
+fn run_keep_leaves_the_project_directory_until_discard() {
+    let project = Project::new(
+        "version = 1\n[backends.age]\nkind = \"age\"\nstore = \"secrets\"\n\
+         [output]\nuid = 1000\ngid = 1001\n\
+         [secrets.db_password]\nref = \"age://db\"\nenv = \"DB_PASSWORD_FILE\"\n",
+    );
+    let runtime = tmpfs_dir();
+    let kept_run = |flag: &str| {
+        let mut command =
+            project.command(&["run", flag, "--", "sh", "-c", "echo \"$DB_PASSWORD_FILE\""]);
+        command.env("XDG_RUNTIME_DIR", runtime.path());
+        let output = project.run_with(command, None);
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        PathBuf::from(stdout(&output).trim())
+    };
+    let stat = |path: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+    };
+
+    project.set("db", b"first");
+    let file = kept_run("--keep");
+    let dir = file.parent().unwrap().to_owned();
+    assert!(dir.starts_with(runtime.path()), "{}", dir.display());
+    assert_eq!(std::fs::read(&file).unwrap(), b"first");
+    assert_eq!(stat(&file), (1000, 1001, 0o400));
+    assert_eq!(stat(&dir).2, 0o700);
+
+    // The same directory next time, with the new value.
+    project.set("db", b"second");
+    assert_eq!(kept_run("--keep"), file);
+    assert_eq!(std::fs::read(&file).unwrap(), b"second");
+    // A plain run neither uses nor sweeps it.
+    let output = project.run(&["run", "--", "true"], None);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(file.exists());
+
+    // --discard: the command still gets the files, then they go.
+    assert_eq!(kept_run("--discard"), file);
+    assert!(!dir.exists(), "{} outlived --discard", dir.display());
+
+    // A directory someone else made at the name is refused, never used.
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+    let mut command = project.command(&["run", "--keep", "--", "true"]);
+    command.env("XDG_RUNTIME_DIR", runtime.path());
+    let output = project.run_with(command, None);
+    assert_eq!(code(&output), 77, "{}", stderr(&output));
+    assert!(stderr(&output).contains("refusing"), "{}", stderr(&output));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
 #[test]
 fn run_passes_exit_codes_through() {
     let project = Project::with_store();

@@ -264,9 +264,22 @@ fn docker(args: &[&str]) -> Output {
     output
 }
 
-#[test]
-fn container_example_runs_as_the_app_user_and_stops_cleanly() {
+/// Fails (never skips) when the Docker engine does not answer.
+fn require_docker_engine() {
     require_tool("docker", "docker.io (and a running Docker engine)");
+    let info = Command::new("docker").args(["info"]).output().unwrap();
+    assert!(
+        info.status.success(),
+        "these tests need a running Docker engine, and `docker info` failed: {}",
+        stderr(&info)
+    );
+}
+
+/// The container example as the README builds it: an identity, a store
+/// holding `db_password` (7 bytes), the pinned integrity key, `build.sh`,
+/// `docker build`. The image is removed when the returned guard drops.
+fn build_example_image() -> (tempfile::TempDir, DockerImage) {
+    require_docker_engine();
     require_tool("busybox", "busybox-static");
     let busybox = busybox_path();
     let work = copy_container_example();
@@ -310,11 +323,50 @@ fn container_example_runs_as_the_app_user_and_stops_cleanly() {
         .unwrap();
     assert!(build.status.success(), "build.sh: {}", stderr(&build));
 
-    let tag = format!("hushbox-test-{}:latest", std::process::id());
-    let _image = DockerImage(tag.clone());
-    docker(&["build", "-q", "-t", &tag, work.path().to_str().unwrap()]);
-    let identity = work.path().join("identity.txt");
-    let mount = format!("{}:/run/hushbox/identity.txt:ro", identity.display());
+    let image = DockerImage(format!(
+        "hushbox-test-{}-{}:latest",
+        std::process::id(),
+        rand_suffix()
+    ));
+    docker(&["build", "-q", "-t", &image.0, work.path().to_str().unwrap()]);
+    (work, image)
+}
+
+/// A short random name part, so tests running at once never share a name.
+fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{nanos:08x}")
+}
+
+/// `docker run ARGS` to the end: exit code and everything it printed.
+fn docker_run(args: &[&str]) -> (i32, String) {
+    let output = Command::new("docker")
+        .arg("run")
+        .arg("--rm")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+/// The identity mounted where the example's manifest reads it.
+fn identity_mount(work: &Path, file: &str) -> String {
+    format!("{}:/run/hushbox/identity.txt:ro", work.join(file).display())
+}
+
+#[test]
+fn container_example_runs_as_the_app_user_and_stops_cleanly() {
+    let (work, image) = build_example_image();
+    let tag = image.0.as_str();
+    let mount = identity_mount(work.path(), "identity.txt");
     let started = docker(&[
         "run",
         "-d",
@@ -331,7 +383,7 @@ fn container_example_runs_as_the_app_user_and_stops_cleanly() {
         "SETGID",
         "-v",
         &mount,
-        &tag,
+        tag,
     ]);
     let container = String::from_utf8(started.stdout).unwrap().trim().to_owned();
     let logs = || {
@@ -383,6 +435,296 @@ fn container_example_runs_as_the_app_user_and_stops_cleanly() {
         stop_time < Duration::from_secs(5),
         "docker stop took {stop_time:?}"
     );
+}
+
+/// The example started as its app user (`docker run --user 1000:1000`), as
+/// platforms that refuse root containers do: the image's `exec --user app`
+/// is then a no-op, the store (integrity file included) is readable, and the
+/// tmpfs belongs to the app's user, so no capability is needed at all.
+#[test]
+fn container_example_runs_without_root_and_without_capabilities() {
+    let (work, image) = build_example_image();
+    // hushbox reads the identity as the app's user here: it must be theirs.
+    let identity = work.path().join("identity-app.txt");
+    std::fs::copy(work.path().join("identity.txt"), &identity).unwrap();
+    std::os::unix::fs::chown(&identity, Some(1000), Some(1000)).unwrap();
+    let mount = identity_mount(work.path(), "identity-app.txt");
+    let (code, logs) = docker_run(&[
+        "--user",
+        "1000:1000",
+        "--read-only",
+        "--tmpfs",
+        "/run/secrets:mode=0700,uid=1000,gid=1000",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "-v",
+        &mount,
+        "--entrypoint",
+        "/hushbox",
+        &image.0,
+        "exec",
+        "--user",
+        "app",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo \"uid=$(id -u) gid=$(id -g) groups=$(id -G)\"; \
+         stat -L -c 'file=%a %u:%g' \"$DB_PASSWORD_FILE\"; wc -c < \"$DB_PASSWORD_FILE\"",
+    ]);
+    assert_eq!(code, 0, "{logs}");
+    assert!(logs.contains("uid=1000 gid=1000 groups=1000"), "{logs}");
+    assert!(logs.contains("file=400 1000:1000"), "{logs}");
+    assert!(logs.contains("\n7\n"), "{logs}");
+    assert!(!logs.contains("setgroups"), "{logs}");
+}
+
+/// What a user gets wrong first in a hardened container, each answered by
+/// an error that names the fix: a read-only root without a tmpfs for the
+/// output directory, and `--cap-drop ALL` without CHOWN while `--user`
+/// decides the files' owner.
+#[test]
+fn container_errors_name_the_missing_tmpfs_and_where_the_owner_came_from() {
+    let (work, image) = build_example_image();
+    let mount = identity_mount(work.path(), "identity.txt");
+    let (code, logs) = docker_run(&[
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CHOWN",
+        "--cap-add",
+        "SETUID",
+        "--cap-add",
+        "SETGID",
+        "-v",
+        &mount,
+        &image.0,
+    ]);
+    assert_eq!(code, 74, "{logs}");
+    assert!(logs.contains("Read-only file system"), "{logs}");
+    assert!(
+        logs.contains("mount a tmpfs there (Docker: `--tmpfs /run/secrets:mode=0755`"),
+        "{logs}"
+    );
+    assert!(logs.contains("Compose: `tmpfs:"), "{logs}");
+
+    let (code, logs) = docker_run(&[
+        "--read-only",
+        "--tmpfs",
+        "/run/secrets:mode=0755",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "SETUID",
+        "--cap-add",
+        "SETGID",
+        "-v",
+        &mount,
+        &image.0,
+    ]);
+    assert_eq!(code, 77, "{logs}");
+    assert!(
+        logs.contains("cannot give the secret files to uid 1000, gid 1000 (from `--user app`)"),
+        "{logs}"
+    );
+    assert!(logs.contains("--cap-add CHOWN"), "{logs}");
+    assert!(!logs.contains("[output]"), "{logs}");
+    assert!(!logs.contains("server: ready"), "{logs}");
+}
+
+/// The example's `.dockerignore` keeps everything but the assembled root
+/// file system out of the build context: the identity never reaches the
+/// daemon, whatever a Dockerfile there copies.
+#[test]
+fn container_example_build_context_holds_no_identity() {
+    require_docker_engine();
+    let work = copy_container_example();
+    for (file, text) in [
+        ("identity.txt", "AGE-SECRET-KEY-1CANARY"),
+        ("integrity.key", "00"),
+        ("rootfs/marker", "rootfs"),
+        ("secrets/db_password.age", "ciphertext"),
+    ] {
+        let path = work.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    // A Dockerfile that copies the whole context shows what the daemon got.
+    std::fs::write(
+        work.path().join("Dockerfile"),
+        "FROM scratch\nCOPY . /context/\n",
+    )
+    .unwrap();
+    let image = DockerImage(format!("hushbox-test-context-{}", rand_suffix()));
+    docker(&["build", "-q", "-t", &image.0, work.path().to_str().unwrap()]);
+    let container = String::from_utf8(docker(&["create", &image.0, "/none"]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let export = Command::new("sh")
+        .args(["-c", &format!("docker export {container} | tar -t")])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rm", &container]).output();
+    let files = String::from_utf8_lossy(&export.stdout).into_owned();
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert!(files.contains("context/rootfs/marker"), "{files}");
+    for absent in [
+        "identity.txt",
+        "integrity.key",
+        "db_password.age",
+        "build.sh",
+    ] {
+        assert!(
+            !files.contains(absent),
+            "{absent} reached the daemon: {files}"
+        );
+    }
+}
+
+/// `exec` gives the app the ignored signals it was itself started with, as
+/// tini does: `nohup hushbox exec -- app` keeps SIGHUP ignored. Every other
+/// disposition is the default (hushbox's own SIGTTIN/SIGTTOU and Rust's
+/// SIGPIPE ignores do not leak). Compared side by side with tini.
+#[test]
+fn exec_passes_on_ignored_signals_as_tini_does() {
+    require_tool("tini", "tini");
+    let project = Project::new("");
+    let sig_ign = |ignore: &str, init: &[&str]| -> String {
+        let output = Command::new("env")
+            .args(if ignore.is_empty() {
+                vec![]
+            } else {
+                vec![ignore]
+            })
+            .args(init)
+            .args(["grep", "^SigIgn:", "/proc/self/status"])
+            .current_dir(project.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", project.dir.path())
+            .env("HUSHBOX_IDENTITY", project.dir.path().join("identity.txt"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{init:?}: {}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let tini: &[&str] = &["tini", "-s", "--"];
+    let hushbox: &[&str] = &[HUSHBOX, "exec", "--"];
+    // Each case: what the program sees without any init in between, through
+    // tini, and through hushbox. (The test's own parent may leave glibc's
+    // signal 32 ignored, as glibc's posix_spawn does: it passes on too.)
+    for (ignore, bits) in [
+        // SIGHUP (1), SIGINT (2) and SIGTTOU (22): bits 0, 1 and 21.
+        ("--ignore-signal=INT,TTOU,HUP", 0x0020_0003),
+        // SIGPIPE (13), which Rust's start-up code ignores in hushbox itself.
+        ("--ignore-signal=PIPE", 0x1000),
+        // Nothing: none of hushbox's own ignores (SIGTTIN, SIGTTOU, SIGPIPE).
+        ("", 0),
+    ] {
+        let direct = sig_ign(ignore, &[]);
+        let mask = u64::from_str_radix(direct.trim_start_matches("SigIgn:\t"), 16).unwrap();
+        assert_eq!(mask & 0xffff_ffff & !(1 << 31), bits, "{ignore}: {direct}");
+        assert_eq!(sig_ign(ignore, tini), direct, "tini, {ignore}");
+        assert_eq!(sig_ign(ignore, hushbox), direct, "hushbox, {ignore}");
+    }
+    // nohup's own way of ignoring SIGHUP.
+    let nohup = Command::new("nohup")
+        .args([
+            HUSHBOX,
+            "exec",
+            "--",
+            "grep",
+            "^SigIgn:",
+            "/proc/self/status",
+        ])
+        .current_dir(project.dir.path())
+        .env("HUSHBOX_IDENTITY", project.dir.path().join("identity.txt"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(nohup.status.success(), "{}", stderr(&nohup));
+    let mask = String::from_utf8_lossy(&nohup.stdout);
+    let mask = u64::from_str_radix(mask.trim().trim_start_matches("SigIgn:\t"), 16).unwrap();
+    assert_eq!(
+        mask & 0xffff,
+        1,
+        "SIGHUP, as nohup set it, and nothing else"
+    );
+}
+
+/// `scripts/image`: a FROM scratch image holding the one static binary at
+/// `/hushbox`, non-root by default, labelled with version and source; a
+/// dynamically linked binary is refused (it could not start there). A
+/// static busybox stands in for the static hushbox, whose release build
+/// takes minutes.
+#[test]
+fn image_script_builds_a_non_root_scratch_image() {
+    require_docker_engine();
+    require_tool("busybox", "busybox-static");
+    require_tool("readelf", "binutils");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/image");
+    let refused = Command::new(&script)
+        .env("HUSHBOX_BIN", HUSHBOX)
+        .env("TAG", "hushbox-test-refused:latest")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("dynamically linked"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let image = DockerImage(format!("hushbox-test-image-{}:latest", rand_suffix()));
+    let built = Command::new(&script)
+        .env("HUSHBOX_BIN", busybox_path())
+        .env("TAG", &image.0)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+    let inspect = |format: &str| {
+        String::from_utf8(docker(&["image", "inspect", "-f", format, &image.0]).stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(inspect("{{.Config.User}}"), "65532:65532");
+    assert_eq!(inspect("{{json .Config.Entrypoint}}"), r#"["/hushbox"]"#);
+    assert_eq!(
+        inspect(r#"{{index .Config.Labels "org.opencontainers.image.version"}}"#),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(
+        inspect(r#"{{index .Config.Labels "org.opencontainers.image.source"}}"#),
+        "https://github.com/hushbox/hushbox"
+    );
+    // One layer, one file: no shell, no libraries.
+    let container = String::from_utf8(docker(&["create", &image.0]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let export = Command::new("sh")
+        .args(["-c", &format!("docker export {container} | tar -t")])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rm", &container]).output();
+    let files: Vec<String> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        // What the engine adds to every container's file system.
+        .filter(|file| {
+            !file.starts_with("dev/")
+                && !file.starts_with("etc/")
+                && !file.starts_with("proc/")
+                && !file.starts_with("sys/")
+                && *file != ".dockerenv"
+        })
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(files, ["hushbox"], "{files:?}");
+    assert_eq!(inspect("{{len .RootFS.Layers}}"), "1");
 }
 
 /// `build.sh` with a static binary (what it builds by default): `ldd` fails
@@ -437,7 +779,13 @@ fn busybox_path() -> String {
 fn copy_container_example() -> tempfile::TempDir {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/container");
     let work = tempfile::tempdir().unwrap();
-    for file in ["Dockerfile", "hushbox.toml", "server.sh", "build.sh"] {
+    for file in [
+        "Dockerfile",
+        "hushbox.toml",
+        "server.sh",
+        "build.sh",
+        ".dockerignore",
+    ] {
         std::fs::copy(example.join(file), work.path().join(file)).unwrap();
     }
     work

@@ -8,6 +8,14 @@
 #
 #   HUSHBOX_BIN=path  use this hushbox instead of building a static one; if it
 #                     is dynamically linked, its libraries are copied too.
+#
+# Without HUSHBOX_BIN it builds the static binary first (glibc static-pie, the
+# command scripts/image documents), and says so: the first build takes minutes.
+#
+# The store is made readable by every user of the image (files 0644,
+# directories 0755, owned by root as COPY leaves them): it is encrypted, and
+# an image started as a non-root user (`docker run --user 1000:1000`) must
+# still read it, its integrity file included. Nobody but root can change it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -16,9 +24,10 @@ busybox=${BUSYBOX:-/bin/busybox}
 [ -x "$busybox" ] || { echo "build.sh: needs a static busybox: apt-get install busybox-static" >&2; exit 1; }
 if [ -z "${HUSHBOX_BIN:-}" ]; then
   target=$(rustc -vV | sed -n 's/^host: //p')
+  echo "build.sh: building a static hushbox for $target (set HUSHBOX_BIN=path to use one you have)" >&2
   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet \
     --manifest-path "$root/Cargo.toml" --bin hushbox --target "$target"
-  HUSHBOX_BIN="$root/target/$target/release/hushbox"
+  HUSHBOX_BIN="${CARGO_TARGET_DIR:-$root/target}/$target/release/hushbox"
 fi
 rm -rf "$rootfs"
 mkdir -p "$rootfs"/{bin,etc,app,run/hushbox,tmp}
@@ -44,4 +53,6 @@ cp "$here/server.sh" "$rootfs/app/"
 # integrity_key goes into the store's own section, after its `kind` line.
 sed "/^kind = \"age\"/a integrity_key = \"$key\"" "$here/hushbox.toml" > "$rootfs/app/hushbox.toml"
 cp -r "$here/secrets" "$rootfs/app/secrets"
+chmod -R a+rX,go-w "$rootfs/app/secrets"
+chmod 0644 "$rootfs/app/hushbox.toml"
 echo "build.sh: rootfs ready in $rootfs"

@@ -62,12 +62,37 @@ pub enum Command {
     Store(StoreCommand),
     /// Create an age identity file (mode 0600) and print its recipient.
     Keygen(KeygenArgs),
+    /// Docker Swarm: turn the manifest's secrets into Swarm secrets.
+    #[command(subcommand)]
+    Swarm(SwarmCommand),
     /// Print the table of exit codes.
     ExitCodes,
     /// Print a shell completion script to stdout (bash, zsh or fish).
     Completions(CompletionsArgs),
     /// Print the manual page, hushbox.1 (roff), to stdout.
     Man,
+}
+
+/// `hushbox swarm …`.
+#[derive(Debug, Subcommand)]
+pub enum SwarmCommand {
+    /// Create a content-addressed Swarm secret for each secret with a
+    /// `swarm` binding, roll its services onto it under the same target
+    /// path, wait for them to converge, and remove the versions no service
+    /// uses. Nothing changes when nothing did.
+    Sync(SwarmSyncArgs),
+}
+
+/// `hushbox swarm sync`.
+#[derive(Debug, Args)]
+pub struct SwarmSyncArgs {
+    /// The stack the services belong to: `NAME_` is prepended to service
+    /// names (as `docker stack deploy` names them) and to secret names.
+    #[arg(long, value_name = "NAME")]
+    pub stack: Option<String>,
+    /// Print what would be created, updated and removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `hushbox completions`.
@@ -120,6 +145,16 @@ pub fn command(version: String) -> clap::Command {
 /// `hushbox run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Write into the project's kept directory and leave it when the command
+    /// ends, for what outlives it (`docker-compose up -d` mounts the files
+    /// later, on every restart). The next `--keep` or `--discard` run of the
+    /// project reuses it; `--discard` removes it.
+    #[arg(long, conflicts_with = "discard")]
+    pub keep: bool,
+    /// Like --keep, then remove the kept directory when the command ends
+    /// (`hushbox run --discard -- docker-compose down`).
+    #[arg(long)]
+    pub discard: bool,
     /// Let the program gain privileges through setuid binaries or file
     /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
     #[arg(long)]

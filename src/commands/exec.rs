@@ -12,7 +12,7 @@ use super::{
 use crate::cli::ExecArgs;
 use crate::deliver::child_environment;
 use crate::harden::Hardening;
-use crate::output::GenerationWriter;
+use crate::output::{GenerationWriter, OwnerOrigin};
 use crate::resolve::Backends;
 use crate::supervise::{self, SignalMask, SupervisorOptions, resolve_user, stop};
 
@@ -26,10 +26,16 @@ pub(super) fn exec(
     // Resolve --user before anything is fetched: a typo should cost nothing.
     let user = args.user.as_deref().map(resolve_user).transpose()?;
     let mut plan = session.plan(Some(&args.resolve_env), args.dir, args.allow_disk)?;
-    if let Some(credentials) = &user {
+    let mut owner_origin = OwnerOrigin::Manifest;
+    if let (Some(credentials), Some(spec)) = (&user, &args.user) {
         // Files are owned as the manifest says; when it says nothing, they
         // belong to the user the program runs as, who must be able to read
         // them under a 0400 mode.
+        owner_origin = match (plan.output.uid, plan.output.gid) {
+            (Some(_), Some(_)) => OwnerOrigin::Manifest,
+            (None, None) => OwnerOrigin::User(spec.clone()),
+            _ => OwnerOrigin::ManifestAndUser(spec.clone()),
+        };
         plan.output.uid = plan.output.uid.or(Some(credentials.uid));
         plan.output.gid = plan.output.gid.or(Some(credentials.gid));
     }
@@ -39,6 +45,7 @@ pub(super) fn exec(
     let writer = if has_files {
         Some(
             GenerationWriter::open(output_options(&plan))?
+                .owner_from(owner_origin)
                 .cancel_when(|| stop::received().map(stop::stopped_error)),
         )
     } else {
@@ -146,8 +153,14 @@ fn warn_about_readable_credentials(backends: &Backends) {
 /// in a container started with `--cap-drop ALL` a root supervisor could not
 /// even forward `docker stop`'s SIGTERM to a process of another user, for
 /// lack of CAP_KILL.
+///
+/// When hushbox already runs as exactly that user (`docker run --user app`
+/// with `exec --user app` in the image's entrypoint), the drop is a no-op:
+/// setgroups(2) needs CAP_SETGID even to set the groups a process already
+/// has, so it is skipped when they are the same; setresgid/setresuid to the
+/// ids a process already holds need no privilege.
 fn drop_privileges(credentials: &supervise::Credentials) -> Result<(), Error> {
-    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+    use nix::unistd::{Gid, Uid, getgroups, setgroups, setresgid, setresuid};
     let groups: Vec<Gid> = credentials
         .groups
         .iter()
@@ -163,8 +176,51 @@ fn drop_privileges(credentials: &supervise::Credentials) -> Result<(), Error> {
         )
         .with_source(std::io::Error::from(errno))
     };
-    setgroups(&groups).map_err(|errno| failed("setgroups", errno))?;
+    if !same_groups(&getgroups().unwrap_or_default(), &groups, gid) {
+        setgroups(&groups).map_err(|errno| failed("setgroups", errno))?;
+    }
     setresgid(gid, gid, gid).map_err(|errno| failed("setresgid", errno))?;
     setresuid(uid, uid, uid).map_err(|errno| failed("setresuid", errno))?;
     Ok(())
+}
+
+/// Whether the supplementary groups a process has (`current`) are those it
+/// is asked to take (`wanted`), order and duplicates aside. The kernel may
+/// or may not list the effective gid among them, so `primary` does not count
+/// on either side.
+fn same_groups(
+    current: &[nix::unistd::Gid],
+    wanted: &[nix::unistd::Gid],
+    primary: nix::unistd::Gid,
+) -> bool {
+    use std::collections::BTreeSet;
+    let set = |groups: &[nix::unistd::Gid]| -> BTreeSet<u32> {
+        groups
+            .iter()
+            .filter(|gid| **gid != primary)
+            .map(|gid| gid.as_raw())
+            .collect()
+    };
+    set(current) == set(wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::unistd::Gid;
+
+    use super::same_groups;
+
+    fn gids(ids: &[u32]) -> Vec<Gid> {
+        ids.iter().copied().map(Gid::from_raw).collect()
+    }
+
+    #[test]
+    fn same_groups_ignores_order_duplicates_and_the_primary_gid() {
+        let primary = Gid::from_raw(1000);
+        assert!(same_groups(&gids(&[]), &gids(&[]), primary));
+        assert!(same_groups(&gids(&[1000]), &gids(&[]), primary));
+        assert!(same_groups(&gids(&[29, 10, 10]), &gids(&[10, 29]), primary));
+        assert!(!same_groups(&gids(&[0]), &gids(&[]), primary));
+        assert!(!same_groups(&gids(&[10]), &gids(&[10, 29]), primary));
+    }
 }

@@ -10,6 +10,7 @@ mod keygen;
 mod render;
 mod run;
 mod store;
+mod swarm;
 
 use std::path::{Path, PathBuf};
 
@@ -339,6 +340,7 @@ pub fn dispatch(
         Command::Render(args) => render::render(&session, args),
         Command::Store(command) => store::store(&session, command),
         Command::Keygen(args) => keygen::keygen(&session, args),
+        Command::Swarm(crate::cli::SwarmCommand::Sync(args)) => swarm::sync(&session, args),
         Command::ExitCodes | Command::Completions(_) | Command::Man => {
             unreachable!("answered above")
         }

@@ -1,5 +1,7 @@
 //! `hushbox run -- CMD…`: local development. Secrets go into a private
-//! per-run tmpfs directory that is removed when CMD exits, however it exits.
+//! per-run tmpfs directory that is removed when CMD exits, however it exits;
+//! with `--keep`, into the project's kept directory, left for what outlives
+//! CMD (a Compose stack) until a `--discard` run removes it.
 
 use hushbox_core::Error;
 
@@ -35,16 +37,10 @@ pub(super) fn run(
     hardening: crate::harden::Hardening,
 ) -> Outcome {
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `run`"))?;
-    let mut plan = session.plan(Some(&args.resolve_env), None, false)?;
-    // The private directory belongs to the user who runs hushbox, and so do
-    // its files, as [output].uid/gid do not apply here either.
-    for template in &mut plan.templates {
-        template.uid = None;
-        template.gid = None;
-    }
+    let plan = session.plan(Some(&args.resolve_env), None, false)?;
     let templates = session.templates(&plan)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
-    let prepared = prepare(session, &plan, &templates, &backends);
+    let prepared = prepare(session, &plan, &templates, &backends, &args);
     let (run_dir, env) = match prepared {
         Ok(prepared) => prepared,
         Err(failure) => {
@@ -54,8 +50,11 @@ pub(super) fn run(
     };
     if let Err(failure) = end_setup() {
         release(&backends);
-        // The private directory goes as it would after the program.
-        let _ = run_dir.remove();
+        // The private directory goes as it would after the program; a kept
+        // one may still serve a running stack.
+        if !(args.keep || args.discard) {
+            let _ = run_dir.remove();
+        }
         return Err(failure);
     }
     hardening.restore_core_limit();
@@ -76,8 +75,17 @@ pub(super) fn run(
         },
         &backends,
     );
-    // The private directory goes whatever happened to the program.
-    let removed = run_dir.remove();
+    // The private directory goes whatever happened to the program; a kept
+    // one stays until a --discard run.
+    let removed = if args.keep {
+        tracing::info!(
+            dir = %run_dir.path().display(),
+            "kept the secrets' directory; `hushbox run --discard -- CMD` removes it"
+        );
+        Ok(())
+    } else {
+        run_dir.remove()
+    };
     let code = outcome?;
     removed?;
     Ok(code)
@@ -91,14 +99,27 @@ fn prepare(
     plan: &crate::plan::Plan,
     templates: &crate::template::Templates,
     backends: &Backends,
+    args: &RunArgs,
 ) -> Result<(RunDir, Vec<(std::ffi::OsString, std::ffi::OsString)>), Failure> {
     let resolution = resolve_plan(plan, backends)?;
     let generation = build_generation(plan, templates, &resolution)?;
-    let run_dir = RunDir::create(&session.env)?;
+    let run_dir = if args.keep || args.discard {
+        // One per project: the manifest's path names it (the current
+        // directory without a manifest).
+        let project = session
+            .manifest
+            .as_ref()
+            .map_or(session.cwd.as_path(), |(_, path)| path.as_path());
+        RunDir::kept(&session.env, project)?
+    } else {
+        RunDir::create(&session.env)?
+    };
+    // Owned as [output] says: a container's user reads them through a bind
+    // mount (Compose `file:` secrets) with the host's owner and mode.
     let writer = GenerationWriter::open(OutputOptions {
         dir: run_dir.path().to_path_buf(),
-        uid: None,
-        gid: None,
+        uid: plan.output.uid,
+        gid: plan.output.gid,
         mode: plan.output.mode,
         allow_disk: false,
         lock_timeout: plan.output.lock_timeout,

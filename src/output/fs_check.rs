@@ -191,10 +191,11 @@ pub(crate) fn open_output_dir(
             return Err(Error::config(format!(
                 "the output directory is on {}, not tmpfs or ramfs: secrets written there \
                  would reach the disk; mount a tmpfs there (for example \
-                 `mount -t tmpfs -o mode=0755,size=1m tmpfs {}`) or set `allow_disk = true` \
+                 `mount -t tmpfs -o mode=0755,size=1m tmpfs {dir}`; in a container, Docker's \
+                 `--tmpfs {dir}:mode=0755` or Compose's `tmpfs:`) or set `allow_disk = true` \
                  in [output] / pass `--allow-disk`",
                 filesystem_name(magic),
-                dir.display(),
+                dir = dir.display(),
             ))
             .with_subject(subject));
         }
@@ -246,6 +247,18 @@ fn create_dir(parent: impl AsFd, name: &OsStr, dir: &Path) -> Result<bool, Error
         }
         // Someone created it meanwhile: the checks after this still apply.
         Err(Errno::EEXIST) => Ok(false),
+        // A container started with `--read-only` and no tmpfs there: the
+        // image's own file system refuses, and a tmpfs is what is missing.
+        Err(Errno::EROFS) => Err(Error::io(
+            format!(
+                "cannot create the output directory: the file system is read-only; mount a \
+                 tmpfs there (Docker: `--tmpfs {path}:mode=0755`; Compose: `tmpfs: \
+                 [\"{path}:mode=0755\"]`)",
+                path = dir.display()
+            ),
+            Errno::EROFS.into(),
+        )
+        .with_subject(dir.display())),
         Err(errno) => Err(
             Error::io("cannot create the output directory", errno.into())
                 .with_subject(dir.display()),

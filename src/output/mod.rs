@@ -20,7 +20,7 @@ use std::time::Duration;
 pub use fs_check::is_memory_filesystem;
 pub use names::validate_secret_name;
 pub use run_dir::RunDir;
-pub use writer::GenerationWriter;
+pub use writer::{GenerationWriter, OwnerOrigin};
 
 /// Where and how [`GenerationWriter`] writes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,9 @@ const SHM: &str = "/dev/shm";
 const NAME_ATTEMPTS: usize = 16;
 /// What every run directory's name starts with.
 const PREFIX: &str = "hushbox-run.";
+/// What a kept directory's name starts with (`run --keep`): followed by 16
+/// hex digits that name the project and user. Never swept.
+const KEPT_PREFIX: &str = "hushbox-keep.";
 /// The lock file inside a run directory, held (`flock`) by the hushbox that
 /// made it for as long as it lives: the kernel drops the lock when the
 /// process dies, however it dies, which is what marks the directory stale.
@@ -44,8 +47,9 @@ pub struct RunDir {
     /// The run directory's own name under `base`.
     name: OsString,
     path: PathBuf,
-    /// `..run.lock`, locked while this run lives.
-    _lock: File,
+    /// `..run.lock`, locked while this run lives; none in a kept directory.
+    _lock: Option<File>,
+    /// Removed already, or kept: nothing to do on drop.
     removed: bool,
 }
 
@@ -91,7 +95,7 @@ impl RunDir {
                         base,
                         name,
                         path,
-                        _lock: lock,
+                        _lock: Some(lock),
                         removed: false,
                     });
                 }
@@ -107,6 +111,71 @@ impl RunDir {
             "cannot find a free run directory name",
         )
         .with_subject(base.display()))
+    }
+
+    /// The kept directory of one project (`run --keep`, `run --discard`):
+    /// the same directory for every run of the project by this user, left in
+    /// place when the run ends until [`RunDir::remove`] is called.
+    ///
+    /// # Behavior
+    /// - Lives where [`RunDir::create`] would put a run directory, named
+    ///   `hushbox-keep.<16 hex digits>`: a hash (FNV-1a, a name, not a
+    ///   secret) of the effective uid and `project` (the manifest's path).
+    /// - Created with mode 0700 when missing; reused when it is a real
+    ///   directory (not a symlink) owned by the effective user with mode
+    ///   exactly 0700. Anything else at that name is refused: in a shared
+    ///   `/dev/shm` another user could have planted it.
+    /// - Dropping it leaves it in place; the sweep of stale run directories
+    ///   never touches it.
+    pub fn kept(env: &Environment, project: &Path) -> Result<Self, Error> {
+        let base = choose_base(env)?;
+        let base_fd = dirops::open_dir_at(AT_FDCWD, base.as_os_str()).map_err(|errno| {
+            Error::io("cannot open the kept directory's parent", errno.into())
+                .with_subject(base.display())
+        })?;
+        let euid = geteuid().as_raw();
+        let name = OsString::from(format!("{KEPT_PREFIX}{:016x}", kept_key(euid, project)));
+        let path = base.join(&name);
+        match mkdirat(&base_fd, name.as_os_str(), Mode::S_IRWXU) {
+            Ok(()) => tracing::debug!(dir = %path.display(), "created kept directory"),
+            Err(Errno::EEXIST) => {}
+            Err(errno) => {
+                return Err(Error::io("cannot create the kept directory", errno.into())
+                    .with_subject(path.display()));
+            }
+        }
+        let refused = || {
+            Error::new(
+                hushbox_core::ErrorKind::PermissionDenied,
+                format!(
+                    "the kept directory is not a directory of uid {euid} with mode 0700;                      refusing to write secrets into it (remove it if you made it)"
+                ),
+            )
+            .with_subject(path.display())
+        };
+        // O_NOFOLLOW: a symlink planted at the name is refused, not followed.
+        let dir = dirops::open_dir_at(&base_fd, &name).map_err(|_| refused())?;
+        let stat = fstat(&dir).map_err(|errno| {
+            Error::io("cannot inspect the kept directory", errno.into())
+                .with_subject(path.display())
+        })?;
+        if stat.st_uid != euid {
+            return Err(refused());
+        }
+        // A fresh directory's mode may have been narrowed by the umask only,
+        // never widened; an old one must be exactly what hushbox made.
+        if stat.st_mode & 0o7777 != 0o700 {
+            return Err(refused());
+        }
+        Ok(Self {
+            base,
+            name,
+            path,
+            // No sweeper looks at this name: nothing to hold.
+            _lock: None,
+            // Left in place unless removed explicitly.
+            removed: true,
+        })
     }
 
     /// The directory's path.
@@ -162,6 +231,19 @@ fn lock_new_dir(base: impl AsFd, name: &OsStr) -> nix::Result<File> {
         .map_err(|error| error.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
     renameat(&dir, RUN_LOCK_NEW, &dir, RUN_LOCK)?;
     Ok(lock)
+}
+
+/// The kept directory's name for `project` and `uid`: 64-bit FNV-1a, stable
+/// across releases (std's hasher promises no such thing).
+fn kept_key(uid: u32, project: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = uid.to_le_bytes();
+    for byte in bytes.iter().chain(project.as_os_str().as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 /// Whether `name` has the shape [`RunDir::create`] gives its directories.

@@ -78,6 +78,8 @@ pub struct GenerationWriter {
     gid: Option<u32>,
     mode: u32,
     lock_timeout: Duration,
+    /// Where `uid`/`gid` came from, for the error when they cannot be set.
+    owner_origin: OwnerOrigin,
     /// Asked between tries while the lock is held elsewhere: an error ends
     /// the wait with it (a stop signal during `exec`'s setup).
     cancel: Option<fn() -> Option<Error>>,
@@ -134,8 +136,16 @@ impl GenerationWriter {
             gid,
             mode,
             lock_timeout,
+            owner_origin: OwnerOrigin::Manifest,
             cancel: None,
         })
+    }
+
+    /// Records where the owner given in the options came from, so that a
+    /// failure to set it names the setting to change.
+    pub fn owner_from(mut self, origin: OwnerOrigin) -> Self {
+        self.owner_origin = origin;
+        self
     }
 
     /// Makes the wait for the directory's lock end early with the error
@@ -619,8 +629,10 @@ impl GenerationWriter {
                 Errno::EPERM => Error::new(
                     ErrorKind::PermissionDenied,
                     format!(
-                        "cannot give the secret files to {owner}: setting another owner \
-                         needs root or CAP_CHOWN (run as root, or drop uid/gid from [output])"
+                        "cannot give the secret files to {owner} ({origin}): setting another \
+                         owner needs root or CAP_CHOWN ({remedy})",
+                        origin = self.owner_origin.describe(),
+                        remedy = self.owner_origin.remedy(),
                     ),
                 ),
                 errno => Error::io(format!("cannot give the file to {owner}"), errno.into()),
@@ -872,6 +884,39 @@ impl Drop for HalfBuilt<'_> {
                     error = %errno,
                     "cannot remove unfinished generation"
                 );
+            }
+        }
+    }
+}
+
+/// Where the owner of the secret files came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerOrigin {
+    /// `uid`/`gid` in `[output]`.
+    Manifest,
+    /// `exec --user SPEC`, the manifest setting neither.
+    User(String),
+    /// One of `uid`/`gid` from `[output]`, the other from `exec --user SPEC`.
+    ManifestAndUser(String),
+}
+
+impl OwnerOrigin {
+    fn describe(&self) -> String {
+        match self {
+            Self::Manifest => "from [output] uid/gid".to_owned(),
+            Self::User(spec) => format!("from `--user {spec}`"),
+            Self::ManifestAndUser(spec) => format!("from [output] and `--user {spec}`"),
+        }
+    }
+
+    fn remedy(&self) -> &'static str {
+        match self {
+            Self::Manifest => "run as root, or drop uid/gid from [output]",
+            // hushbox gives the files to the user it drops to; the capability
+            // is what a container started with `--cap-drop ALL` lacks.
+            Self::User(_) | Self::ManifestAndUser(_) => {
+                "add it (Docker: `--cap-add CHOWN`; Compose: `cap_add: [CHOWN]`), or start \
+                 hushbox as that user (`docker run --user`), which needs no capability"
             }
         }
     }

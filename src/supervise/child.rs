@@ -13,11 +13,19 @@ use nix::unistd::{
     Gid, Pid, Uid, getpgrp, isatty, setgroups, setpgid, setresgid, setresuid, tcgetpgrp, tcsetpgrp,
 };
 
+use super::signals::{KERNEL_HANDLER_WORD, KernelSigaction};
 use super::{ChildSpec, Credentials, SignalMask, SpawnError};
 
 /// A kernel `struct sigaction` for SIG_DFL: handler, flags, restorer and
 /// mask all zero. 64 bytes, more than the kernel reads on any architecture.
-static DEFAULT_KERNEL_SIGACTION: [u64; 8] = [0; 8];
+static DEFAULT_KERNEL_SIGACTION: KernelSigaction = [0; 8];
+
+/// A kernel `struct sigaction` for SIG_IGN, with no flags and an empty mask.
+static IGNORE_KERNEL_SIGACTION: KernelSigaction = {
+    let mut action = [0; 8];
+    action[KERNEL_HANDLER_WORD] = libc::SIG_IGN;
+    action
+};
 
 /// A started child.
 pub(super) struct Started {
@@ -37,6 +45,9 @@ struct ChildSetup {
     die_with: Option<libc::pid_t>,
     credentials: Option<(Uid, Gid, Vec<Gid>)>,
     mask: SigSet,
+    /// Signals hushbox's parent had ignored, bit n-1 for signal n: the
+    /// program gets them ignored too.
+    ignored_at_start: u64,
     highest_signal: libc::c_int,
     /// The kernel's sigset size in bytes, which rt_sigaction(2) insists on.
     kernel_sigset_size: libc::size_t,
@@ -69,6 +80,7 @@ pub(super) fn spawn(spec: ChildSpec, mask: &SignalMask) -> Result<Started, Spawn
             (Uid::from_raw(uid), Gid::from_raw(gid), groups)
         }),
         mask: *mask.as_sigset(),
+        ignored_at_start: mask.ignored_at_start(),
         highest_signal: libc::SIGRTMAX(),
         kernel_sigset_size: (libc::SIGRTMAX() as libc::size_t).div_ceil(8),
         fd_limit: fd_limit(),
@@ -208,23 +220,32 @@ fn prepare_child(setup: &ChildSetup) -> io::Result<()> {
         }
     }
 
-    // Every disposition back to the default: the supervisor ignores SIGTTIN
-    // and SIGTTOU, and the program must not inherit that. (Handlers are reset
-    // by exec anyway; only "ignore" would survive it, including an ignore
-    // hushbox itself inherited.) The raw system call rather than sigaction(3):
+    // Every disposition back to the default, or to "ignore" for the signals
+    // hushbox was started with ignored, as tini leaves them: the supervisor
+    // ignores SIGTTIN and SIGTTOU and Rust's start-up code SIGPIPE, and the
+    // program must not inherit those; but `nohup hushbox exec -- app` must
+    // keep the app's SIGHUP ignored. (Handlers are reset by exec anyway; only
+    // "ignore" survives it.) The raw system call rather than sigaction(3):
     // glibc refuses to touch its two reserved signals (32 and 33), yet an
     // ignored one passes through exec like any other. SIGKILL and SIGSTOP
     // refuse with EINVAL, which is fine.
     for signo in 1..=setup.highest_signal {
+        let ignored = signo <= 64 && setup.ignored_at_start & (1 << (signo - 1)) != 0;
+        let action = if ignored {
+            &IGNORE_KERNEL_SIGACTION
+        } else {
+            &DEFAULT_KERNEL_SIGACTION
+        };
         // SAFETY: rt_sigaction(2) reads a kernel `struct sigaction` from the
-        // second pointer: all zeros is SIG_DFL with no flags and an empty
-        // mask on every architecture, and the buffer is larger than the
-        // kernel's struct anywhere. A null old-action pointer is allowed.
+        // second pointer: SIG_DFL or SIG_IGN in the handler word, no flags
+        // and an empty mask, on every architecture, and the buffer is larger
+        // than the kernel's struct anywhere. A null old-action pointer is
+        // allowed.
         let _ = unsafe {
             libc::syscall(
                 libc::SYS_rt_sigaction,
                 signo,
-                DEFAULT_KERNEL_SIGACTION.as_ptr(),
+                action.as_ptr(),
                 std::ptr::null_mut::<libc::c_void>(),
                 setup.kernel_sigset_size,
             )

@@ -5,7 +5,8 @@
 //! 1. [`block_signals`] first thing in `main`, so every thread inherits a mask
 //!    with all but the synchronous faults blocked;
 //! 2. [`run`] spawns the child in its own process group, with the original
-//!    mask, default dispositions, fds ≥ 3 close-on-exec and, if asked, the
+//!    mask, the ignored signals it was started with (every other disposition
+//!    at its default), fds ≥ 3 close-on-exec and, if asked, the
 //!    terminal and lower privileges;
 //! 3. then it waits for signals synchronously (`sigtimedwait`): SIGCHLD means
 //!    reap with `waitpid(-1, WNOHANG)` until nothing is ready, every other

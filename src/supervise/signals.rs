@@ -5,6 +5,7 @@
 //! taken synchronously with `sigtimedwait`, so no Rust code ever runs in
 //! signal context and every signal arrives in the supervisor loop in order.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -27,15 +28,82 @@ const SYNCHRONOUS_FAULTS: [Signal; 7] = [
     Signal::SIGSYS,
 ];
 
-/// A thread's signal mask as it was before [`block_signals`], to be restored
-/// in the child so the program starts with the mask hushbox itself was given.
+/// The signal configuration hushbox was started with, to be given to the
+/// child as tini gives it: the mask as it was before [`block_signals`], and
+/// the signals its parent had set to SIG_IGN (`nohup` ignores SIGHUP, a
+/// shell's background job SIGINT and SIGQUIT).
 #[derive(Clone, Copy, Debug)]
-pub struct SignalMask(SigSet);
+pub struct SignalMask {
+    mask: SigSet,
+    /// Bit n-1 set: signal n was ignored at start.
+    ignored: u64,
+}
 
 impl SignalMask {
     pub(super) fn as_sigset(&self) -> &SigSet {
-        &self.0
+        &self.mask
     }
+
+    /// Signals ignored at start, bit n-1 for signal n (1 to 64).
+    pub(super) fn ignored_at_start(&self) -> u64 {
+        self.ignored
+    }
+}
+
+/// The signals that were ignored when the process started, as recorded by
+/// [`record_ignored_at_start`].
+static IGNORED_AT_START: AtomicU64 = AtomicU64::new(0);
+
+/// Runs [`record_ignored_at_start`] before `main`, before Rust's own start-up
+/// code sets SIGPIPE to SIG_IGN: read later, an ignored SIGPIPE could not be
+/// told apart from one hushbox's parent ignored. The loader (or, in the
+/// static binary, libc's start code) runs `.init_array` entries after libc
+/// is initialised, with one thread.
+#[allow(unsafe_code)]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RECORD_IGNORED_AT_START: extern "C" fn() = record_ignored_at_start;
+
+/// A kernel `struct sigaction` as raw words, large enough on every
+/// architecture (the kernel reads or writes less).
+pub(super) type KernelSigaction = [usize; 8];
+
+/// Which word of a [`KernelSigaction`] holds the handler: the first
+/// everywhere but MIPS, whose struct starts with the flags.
+pub(super) const KERNEL_HANDLER_WORD: usize =
+    if cfg!(any(target_arch = "mips", target_arch = "mips64")) {
+        1
+    } else {
+        0
+    };
+
+/// Records which signals are set to SIG_IGN, bit n-1 for signal n, with the
+/// raw system call: glibc's sigaction(3) refuses to report the two signals
+/// it reserves (32 and 33), yet a parent may leave them ignored (glibc's own
+/// posix_spawn does) and tini passes that on like any other ignore.
+#[allow(unsafe_code)]
+extern "C" fn record_ignored_at_start() {
+    let mut ignored = 0u64;
+    let kernel_sigset_size = (libc::SIGRTMAX() as libc::size_t).div_ceil(8);
+    for signo in 1..=libc::SIGRTMAX().min(64) {
+        let mut current: KernelSigaction = [0; 8];
+        // SAFETY: rt_sigaction(2) with a null new action only writes the
+        // current one into `current`, which lives in this frame and is
+        // larger than the kernel's struct on any architecture.
+        let queried = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo,
+                std::ptr::null::<libc::c_void>(),
+                current.as_mut_ptr(),
+                kernel_sigset_size,
+            )
+        };
+        if queried == 0 && current[KERNEL_HANDLER_WORD] == libc::SIG_IGN {
+            ignored |= 1 << (signo - 1);
+        }
+    }
+    IGNORED_AT_START.store(ignored, Ordering::Relaxed);
 }
 
 /// Every signal except the synchronous faults. SIGKILL and SIGSTOP are in the
@@ -70,7 +138,10 @@ pub fn block_signals() -> std::io::Result<SignalMask> {
         Some(&supervised_set()),
         Some(&mut previous),
     )?;
-    Ok(SignalMask(previous))
+    Ok(SignalMask {
+        mask: previous,
+        ignored: IGNORED_AT_START.load(Ordering::Relaxed),
+    })
 }
 
 /// What one wait for a signal produced.
