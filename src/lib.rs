@@ -1,7 +1,8 @@
 //! hushbox: fetches secrets from pluggable backends and delivers them to
 //! programs as files on tmpfs, `_FILE` paths, or environment variables.
 //!
-//! Data flows one way: CLI → plan → resolver → output writer → supervisor.
+//! Data flows one way: CLI → plan → resolver → output writer →
+//! supervisor/watcher → hooks.
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
@@ -10,6 +11,7 @@ pub mod commands;
 pub mod crash;
 pub mod deliver;
 pub mod exit;
+pub mod generation;
 pub mod harden;
 pub mod logging;
 pub mod manifest;
@@ -17,3 +19,4 @@ pub mod output;
 pub mod plan;
 pub mod resolve;
 pub mod supervise;
+pub mod watch;

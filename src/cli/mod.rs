@@ -54,6 +54,9 @@ pub enum Command {
     /// Validate the manifest and the plan; with --fetch, fetch every secret
     /// and report versions (never values).
     Check(CheckArgs),
+    /// Exit 0 when the `--watch` of this manifest keeps every secret fresh,
+    /// else 1 with the reason on stderr (for a Compose healthcheck).
+    Health,
     /// Manage the age-encrypted store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -117,6 +120,11 @@ pub fn command(version: String) -> clap::Command {
 /// `hushbox run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Keep the secrets fresh while the command runs: re-fetch on each
+    /// secret's schedule, commit changes as new generations, fire on_change
+    /// hooks, and keep a status file for `hushbox health`.
+    #[arg(long)]
+    pub watch: bool,
     /// Let the program gain privileges through setuid binaries or file
     /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
     #[arg(long)]
@@ -135,6 +143,11 @@ pub struct RunArgs {
 /// `hushbox exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    /// Keep the secrets fresh while the command runs: re-fetch on each
+    /// secret's schedule, commit changes as new generations, fire on_change
+    /// hooks, and keep a status file for `hushbox health`.
+    #[arg(long)]
+    pub watch: bool,
     /// Run the command as this user: NAME or UID, optionally :GROUP or :GID
     /// (resolved from /etc/passwd and /etc/group). Files belong to this user
     /// unless [output] says otherwise.
@@ -164,6 +177,11 @@ pub struct ExecArgs {
 /// `hushbox inject`.
 #[derive(Debug, Args)]
 pub struct InjectArgs {
+    /// Stay running as a sidecar: keep the output directory fresh, run
+    /// `exec` hooks on changes, and keep a status file for `hushbox health`.
+    /// Ends on SIGTERM or SIGINT.
+    #[arg(long)]
+    pub watch: bool,
     /// The output directory (overrides [output].dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,

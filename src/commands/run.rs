@@ -5,8 +5,8 @@ use hushbox_core::Error;
 
 use super::inject::commit;
 use super::{
-    ChildPolicy, Failure, Outcome, Session, end_setup, or_stopped, release, resolve_plan,
-    supervise_child,
+    ChildPolicy, Failure, Outcome, Session, Watching, end_setup, or_stopped, release, resolve_plan,
+    supervise_child, warn_unwatched,
 };
 use crate::cli::RunArgs;
 use crate::deliver::child_environment;
@@ -25,6 +25,12 @@ pub fn prepare_signals(command: &crate::cli::Command) -> std::io::Result<Option<
             supervise::stop::watch()?;
             Ok(Some(mask))
         }
+        // The sidecar takes its stop signals synchronously too.
+        crate::cli::Command::Inject(args) if args.watch => {
+            let mask = supervise::block_signals()?;
+            supervise::stop::watch()?;
+            Ok(Some(mask))
+        }
         _ => Ok(None),
     }
 }
@@ -36,10 +42,11 @@ pub(super) fn run(
     hardening: crate::harden::Hardening,
 ) -> Outcome {
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `run`"))?;
-    let plan = session.plan(Some(&args.resolve_env), None, false)?;
+    let mut plan = session.plan(Some(&args.resolve_env), None, false)?;
+    warn_unwatched(&plan, args.watch);
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     let prepared = prepare(session, &plan, &backends);
-    let (run_dir, env) = match prepared {
+    let (run_dir, env, writer, resolution) = match prepared {
         Ok(prepared) => prepared,
         Err(failure) => {
             release(&backends);
@@ -52,7 +59,29 @@ pub(super) fn run(
         let _ = run_dir.remove();
         return Err(failure);
     }
-    hardening.restore_core_limit();
+    let watching = if args.watch {
+        // The private directory holds the status file, unless the manifest
+        // puts it elsewhere.
+        if plan.watch.status_file == plan.output.dir.join(crate::plan::DEFAULT_STATUS_FILE) {
+            plan.watch.status_file = run_dir.path().join(crate::plan::DEFAULT_STATUS_FILE);
+        }
+        let baseline = crate::watch::Baseline::of(&resolution);
+        drop(resolution);
+        let builder = super::exec::env_builder(session, &plan, &backends, Some(&writer));
+        Some(Watching::for_program(
+            &plan,
+            &backends,
+            Some(writer),
+            baseline,
+            &env,
+            builder,
+        ))
+    } else {
+        drop(resolution);
+        drop(writer);
+        hardening.restore_core_limit();
+        None
+    };
     let options = SupervisorOptions {
         subreaper: false,
         mask,
@@ -69,6 +98,7 @@ pub(super) fn run(
             die_with_supervisor: true,
         },
         &backends,
+        watching,
     );
     // The private directory goes whatever happened to the program.
     let removed = run_dir.remove();
@@ -77,14 +107,23 @@ pub(super) fn run(
     Ok(code)
 }
 
+/// The private directory, the child's environment, the writer and the
+/// values (wiped by the caller).
+type Prepared = (
+    RunDir,
+    Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    GenerationWriter,
+    crate::resolve::Resolution,
+);
+
 /// Fetches, writes the private directory's generation, and builds the
-/// child's environment. Every value is wiped when this returns: the child
-/// runs while hushbox holds none.
+/// child's environment. The caller wipes the values (digesting them first
+/// under `--watch`) before the child runs.
 fn prepare(
     session: &Session,
     plan: &crate::plan::Plan,
     backends: &Backends,
-) -> Result<(RunDir, Vec<(std::ffi::OsString, std::ffi::OsString)>), Failure> {
+) -> Result<Prepared, Failure> {
     let resolution = resolve_plan(plan, backends)?;
     let run_dir = RunDir::create(&session.env)?;
     let writer = GenerationWriter::open(OutputOptions {
@@ -104,5 +143,5 @@ fn prepare(
         |name| writer.path_of(name),
     )?;
     commit(&writer, plan, &resolution)?;
-    Ok((run_dir, env))
+    Ok((run_dir, env, writer, resolution))
 }

@@ -377,6 +377,28 @@ impl AgeStore {
         Ok(identities)
     }
 
+    /// The integrity manifest's store id and version counter, read without
+    /// decrypting anything: every write through hushbox moves the counter,
+    /// so the same token means no secret of the store changed. `None`
+    /// without a manifest (or one that does not parse): the caller must
+    /// then read the secrets to know. A hint only: the reads that follow a
+    /// moved token still verify everything.
+    pub fn change_token(&self) -> Option<String> {
+        let path = self.manifest_path();
+        let bytes = store::read_optional(&self.root().ok()?, &path).ok()??;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let mut store_id = None;
+        let mut version = None;
+        for line in text.lines().take(16) {
+            if let Some(id) = line.strip_prefix("store ") {
+                store_id = Some(id.trim());
+            } else if let Some(number) = line.strip_prefix("version ") {
+                version = number.trim().parse::<u64>().ok();
+            }
+        }
+        Some(format!("{}:{}", store_id?, version?))
+    }
+
     // ----- loading and judging the manifest -----
 
     /// Reads and opens the manifest; `None` when there is none.

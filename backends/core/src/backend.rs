@@ -144,6 +144,22 @@ pub trait Backend: Send + Sync + fmt::Debug {
             .await
     }
 
+    /// A cheap signal of change for `location`, for the watcher: a token
+    /// that moves whenever the document may have changed (a version
+    /// counter, metadata), fetched without reading the value. The watcher
+    /// skips the fetch while the token stays the same.
+    ///
+    /// # Behavior
+    /// - `Ok(None)` means "unknown": the watcher fetches and compares
+    ///   digests. The default.
+    /// - A token never contains the value or anything derived from it.
+    /// - A token may move without a change (the watcher then fetches and
+    ///   finds nothing new); it must never stay put across a change.
+    async fn change_token(&self, location: &SecretRef) -> Result<Option<String>> {
+        let _ = location;
+        Ok(None)
+    }
+
     /// Stores `value` at `path`, replacing what was there.
     ///
     /// # Behavior
