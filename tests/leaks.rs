@@ -477,7 +477,7 @@ fn a_watching_sidecar_leaks_no_value_into_status_hooks_or_logs() {
         ),
     )
     .unwrap();
-    let mut watcher = project
+    let watcher = project
         .command(&["inject", "--watch"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
