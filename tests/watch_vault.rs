@@ -47,6 +47,10 @@ impl Project {
         command
     }
 
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
     fn file(&self, name: &str) -> PathBuf {
         self.out.path().join("secrets").join(name)
     }
@@ -248,4 +252,89 @@ fn a_30s_certificate_is_reissued_before_expiry_with_its_key() {
     assert_eq!(pem_serial(&read("tls.crt")), read("serial"));
     assert_ne!(read("tls.key"), first_key);
     assert_eq!(running.stop(), 0);
+}
+
+/// A database credential (6 s TTL, 15 s max) is renewed by the keep-alive
+/// past its first TTL, replaced by new credentials before its max TTL, the
+/// program restarted with them, and the old lease revoked (its role gone).
+#[test]
+fn a_database_credential_at_its_max_ttl_is_replaced_the_program_restarted_and_the_old_lease_revoked()
+ {
+    let pg = bao::Postgres::start();
+    let bao = Bao::start();
+    bao.mount_database(&pg, "6s");
+    let role = serde_json::json!({
+        "db_name": "pg",
+        "creation_statements": [
+            "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+        ],
+        "default_ttl": "6s",
+        "max_ttl": "15s",
+    });
+    bao.api("POST", "database/roles/app", Some(&role.to_string()));
+    let project = Project::new(
+        &bao,
+        "revoke_on_exit = true\n[watch]\ndebounce = \"50ms\"\nrestart_grace = \"2s\"\n\
+         on_change = \"restart\"\n\
+         [secrets.db_user]\nref = \"vault://database/creds/app#username\"\nenv = \"DB_USER_FILE\"\n\
+         [secrets.db_password]\nref = \"vault://database/creds/app#password\"\nenv_value = \"DB_PASSWORD\"\n",
+    );
+    // revoke_on_exit belongs to the backend section: move it there.
+    let manifest = std::fs::read_to_string(project.dir.path().join("hushbox.toml"))
+        .unwrap()
+        .replace("revoke_on_exit = true\n[watch]", "[watch]")
+        .replace(
+            "kind = \"vault\"\n",
+            "kind = \"vault\"\nrevoke_on_exit = true\n",
+        );
+    std::fs::write(project.dir.path().join("hushbox.toml"), manifest).unwrap();
+    let starts = project.path_of("starts");
+    let program = format!(
+        "echo \"$(cat \"$DB_USER_FILE\") $DB_PASSWORD\" >> {}; trap 'exit 0' TERM; \
+         while true; do sleep 0.05; done",
+        starts.display()
+    );
+    let running = project.start(&["-v", "exec", "--watch", "--", "sh", "-c", &program]);
+    let read_starts = || -> Vec<(String, String)> {
+        std::fs::read_to_string(&starts)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(user, password)| (user.to_owned(), password.to_owned()))
+            .collect()
+    };
+    wait_until("the program started", Duration::from_secs(15), || {
+        read_starts().len() == 1
+    });
+    let started = Instant::now();
+    let (first_user, first_password) = read_starts()[0].clone();
+    wait_until(
+        "a restart with new credentials",
+        Duration::from_secs(30),
+        || read_starts().len() >= 2,
+    );
+    let replaced_after = started.elapsed();
+    assert!(
+        replaced_after > Duration::from_secs(7),
+        "renewed past the first 6 s TTL before being replaced: {replaced_after:?}\n{}",
+        running.text()
+    );
+    let (second_user, second_password) = read_starts()[1].clone();
+    assert_ne!(first_user, second_user);
+    assert!(
+        pg.can_log_in(&second_user, &second_password),
+        "one lease for both fields"
+    );
+    wait_until("the old lease revoked", Duration::from_secs(10), || {
+        !pg.role_exists(&first_user)
+    });
+    let _ = first_password;
+    assert_eq!(
+        running.count("revoked the lease the new generation replaced"),
+        1
+    );
+    running.stop();
+    wait_until("revoke_on_exit", Duration::from_secs(10), || {
+        !pg.role_exists(&second_user)
+    });
 }

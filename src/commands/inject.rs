@@ -124,6 +124,8 @@ fn watch(session: &Session, plan: Plan) -> Outcome {
         sink: Box::new(crate::watch::hooks::LocalSink { base_env: hook_env }),
         env_builder: None,
     };
+    // Leases (database credentials) are renewed beside the watcher.
+    let keep_alive = backends.keep_alive();
     let handle = crate::watch::start(setup, baseline)
         .map_err(|error| hushbox_core::Error::io("cannot start the watcher", error))?;
     eprintln!(
@@ -140,6 +142,7 @@ fn watch(session: &Session, plan: Plan) -> Outcome {
     {
         tracing::warn!(%error, "cleanup_on_exit: cannot remove the secret files");
     }
+    drop(keep_alive);
     super::release(&backends);
     Ok(exit::OK)
 }

@@ -28,7 +28,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use hushbox_core::Error;
+use hushbox_core::{Error, Lease};
 
 use self::detect::{Digester, Tag};
 use self::hooks::{HookSink, Pending};
@@ -82,8 +82,27 @@ struct Tracked {
     failures: u32,
     error: Option<String>,
     lease_expires: Option<SystemTime>,
+    /// The lease the values on disk were issued under.
+    lease: Option<Lease>,
     stale: bool,
     lease_reported: bool,
+}
+
+/// What a lease means for the schedule (as the `lease` argument of
+/// [`Schedule`], which waits two thirds of it): a renewable lease, which
+/// the backend's keep-alive renews, is looked at every sixth of its TTL
+/// (is it still being renewed?); any other is fetched anew at two thirds.
+fn check_every(lease: &Lease) -> Duration {
+    if is_renewed(lease) {
+        lease.ttl / 4
+    } else {
+        lease.ttl
+    }
+}
+
+/// Whether the backend renews this lease itself (Vault's keep-alive).
+fn is_renewed(lease: &Lease) -> bool {
+    lease.renewable && !lease.id.is_empty()
 }
 
 struct Watcher {
@@ -97,6 +116,8 @@ struct Watcher {
     generation: u64,
     pending: Option<Pending>,
     stopped_program: bool,
+    /// Leases replaced by a committed generation: (backend, lease id).
+    retiring: Vec<(String, String)>,
 }
 
 /// What the watcher keeps of the first generation: digests and leases,
@@ -105,7 +126,7 @@ struct Watcher {
 pub struct Baseline {
     digester: Digester,
     tags: Vec<Option<Tag>>,
-    leases: Vec<Option<Duration>>,
+    leases: Vec<Option<Lease>>,
 }
 
 impl Baseline {
@@ -117,11 +138,7 @@ impl Baseline {
             .iter()
             .map(|value| value.as_ref().map(|value| digester.tag(value)))
             .collect();
-        let leases = initial
-            .leases
-            .iter()
-            .map(|lease| lease.as_ref().map(|lease| lease.ttl))
-            .collect();
+        let leases = initial.leases.clone();
         Self {
             digester,
             tags,
@@ -146,16 +163,17 @@ pub fn start(setup: WatchSetup, baseline: Baseline) -> std::io::Result<WatchHand
         .iter()
         .enumerate()
         .map(|(index, secret)| {
-            let lease = leases.get(index).copied().flatten();
+            let lease = leases.get(index).cloned().flatten();
             let interval = setup.plan.watch.interval_of(secret);
             Tracked {
                 tag: tags.get(index).copied().flatten(),
                 token: None,
-                schedule: Schedule::new(now, interval, lease),
+                schedule: Schedule::new(now, interval, lease.as_ref().map(check_every)),
                 last_success: wall,
                 failures: 0,
                 error: None,
-                lease_expires: lease.map(|ttl| wall + ttl),
+                lease_expires: lease.as_ref().map(|lease| wall + lease.ttl),
+                lease,
                 stale: false,
                 lease_reported: false,
             }
@@ -172,6 +190,7 @@ pub fn start(setup: WatchSetup, baseline: Baseline) -> std::io::Result<WatchHand
         generation: 1,
         pending: None,
         stopped_program: false,
+        retiring: Vec::new(),
     };
     watcher.write_status();
     let (stop, stopped) = channel();
@@ -216,6 +235,7 @@ impl Watcher {
                 && let Some(pending) = self.pending.take()
             {
                 self.sink.fire(pending);
+                runtime.block_on(self.revoke_retired());
             }
             if self.tracked.iter().any(|t| t.schedule.due(Instant::now())) {
                 runtime.block_on(self.round());
@@ -247,6 +267,27 @@ impl Watcher {
         let mut tokens = Vec::new();
         for &index in &due {
             let secret = &self.plan.secrets[index];
+            // A renewed lease: nothing to fetch while the keep-alive keeps
+            // it; new values once it runs low (its max TTL is near).
+            if let Some(lease) = self.tracked[index].lease.clone().filter(is_renewed) {
+                let remaining = self
+                    .backends
+                    .get(secret.reference.scheme())
+                    .and_then(|backend| backend.lease_remaining(&lease.id));
+                if let Some(remaining) = remaining
+                    && remaining > lease.ttl / 4
+                {
+                    self.succeeded(index, Some(&lease));
+                    self.tracked[index].lease_expires = Some(SystemTime::now() + remaining);
+                    continue;
+                }
+                if remaining.is_some() {
+                    tracing::info!(
+                        secret = %secret.name,
+                        "its lease can no longer be renewed far enough; fetching new values"
+                    );
+                }
+            }
             let token = match self.backends.get(secret.reference.scheme()) {
                 Some(backend) => backend
                     .change_token(&secret.reference.location())
@@ -282,7 +323,7 @@ impl Watcher {
             }
             self.tracked[index].token = tokens[position].take();
             let lease = fetched.leases[position].clone();
-            self.succeeded(index, lease.map(|lease| lease.ttl));
+            self.succeeded(index, lease.as_ref());
         }
         if changed.is_empty() {
             tracing::debug!(fetched = fetch.len(), "round: nothing changed");
@@ -348,12 +389,33 @@ impl Watcher {
                 for (index, value) in full.values.iter().enumerate() {
                     self.tracked[index].tag = value.as_ref().map(|value| self.digester.tag(value));
                 }
+                // The leases the new generation replaced, revoked once the
+                // hooks have told the program.
+                let mut retired: Vec<(String, String)> = Vec::new();
+                for (index, lease) in full.leases.iter().enumerate() {
+                    let old = std::mem::replace(&mut self.tracked[index].lease, lease.clone());
+                    if let Some(old) = old.filter(|old| !old.id.is_empty())
+                        && lease.as_ref().is_none_or(|new| new.id != old.id)
+                    {
+                        let scheme = self.plan.secrets[index].reference.scheme().to_owned();
+                        if !retired.iter().any(|(_, id)| *id == old.id) {
+                            retired.push((scheme, old.id));
+                        }
+                    }
+                    if let Some(lease) = lease {
+                        self.tracked[index]
+                            .schedule
+                            .succeeded(Instant::now(), Some(check_every(lease)));
+                    }
+                }
+                self.retiring.extend(retired);
                 let hooks: Vec<_> = changed
                     .iter()
                     .flat_map(|&index| self.plan.watch.hooks_of(&self.plan.secrets[index]))
                     .cloned()
                     .collect();
                 if hooks.is_empty() {
+                    self.revoke_retired().await;
                     return;
                 }
                 if let Some(builder) = &self.env_builder {
@@ -381,6 +443,20 @@ impl Watcher {
         }
     }
 
+    async fn revoke_retired(&mut self) {
+        for (scheme, lease_id) in std::mem::take(&mut self.retiring) {
+            let Some(backend) = self.backends.get(&scheme) else {
+                continue;
+            };
+            match backend.release_lease(&lease_id).await {
+                Ok(()) => {
+                    tracing::info!(backend = %scheme, "revoked the lease the new generation replaced")
+                }
+                Err(error) => tracing::warn!(%error, "cannot revoke a replaced lease"),
+            }
+        }
+    }
+
     fn subplan(&self, indexes: &[usize]) -> Plan {
         let mut plan = self.plan.clone();
         plan.secrets = indexes
@@ -390,7 +466,7 @@ impl Watcher {
         plan
     }
 
-    fn succeeded(&mut self, index: usize, lease_ttl: Option<Duration>) {
+    fn succeeded(&mut self, index: usize, lease: Option<&Lease>) {
         let name = &self.plan.secrets[index].name;
         let tracked = &mut self.tracked[index];
         if tracked.failures > 0 {
@@ -409,10 +485,12 @@ impl Watcher {
         tracked.stale = false;
         tracked.last_success = wall;
         tracked.lease_reported = false;
-        if let Some(ttl) = lease_ttl {
-            tracked.lease_expires = Some(wall + ttl);
+        if let Some(lease) = lease {
+            tracked.lease_expires = Some(wall + lease.ttl);
         }
-        tracked.schedule.succeeded(Instant::now(), lease_ttl);
+        tracked
+            .schedule
+            .succeeded(Instant::now(), lease.map(check_every));
     }
 
     fn failed(&mut self, indexes: &[usize], errors: &[Error]) {

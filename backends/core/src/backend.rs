@@ -160,6 +160,25 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// How long a lease this instance obtained has left, counting the
+    /// renewals its [`Backend::keep_alive`] made. The watcher fetches new
+    /// values when it runs low (a lease that reached its max TTL).
+    ///
+    /// # Behavior
+    /// - `None`: unknown (the default); the watcher re-fetches at two
+    ///   thirds of the lease's first TTL instead.
+    fn lease_remaining(&self, lease_id: &str) -> Option<Duration> {
+        let _ = lease_id;
+        None
+    }
+
+    /// Revokes one lease this instance obtained, once the watcher has
+    /// replaced its values. Default: nothing to revoke.
+    async fn release_lease(&self, lease_id: &str) -> Result<()> {
+        let _ = lease_id;
+        Ok(())
+    }
+
     /// Stores `value` at `path`, replacing what was there.
     ///
     /// # Behavior

@@ -633,6 +633,16 @@ impl Backend for VaultBackend {
         self.fetch_distinct(locations).await
     }
 
+    /// What is left of a lease this instance holds, as its renewals keep it.
+    fn lease_remaining(&self, lease_id: &str) -> Option<Duration> {
+        Some(self.inner.leases.remaining(lease_id))
+    }
+
+    /// `sys/leases/revoke` of a lease whose values the watcher replaced.
+    async fn release_lease(&self, lease_id: &str) -> Result<()> {
+        self.revoke_lease(lease_id).await
+    }
+
     /// KV version 2: the metadata's `current_version`, read before (and
     /// instead of) the data, as Vault Agent polls. Unknown elsewhere.
     async fn change_token(&self, location: &SecretRef) -> Result<Option<String>> {
