@@ -481,3 +481,40 @@ fn run_watch_refreshes_the_private_directory() {
     running.wait_for("USR1 second-value", Duration::from_secs(10));
     running.stop();
 }
+
+#[test]
+fn a_file_replaced_by_rename_is_picked_up_through_inotify_well_under_the_interval() {
+    let host = tempfile::tempdir().unwrap();
+    let file = host.path().join("api.key");
+    std::fs::write(&file, "key-one").unwrap();
+    let project = Project::new(&format!(
+        "[watch]\ninterval = \"1h\"\n[secrets.api]\nref = \"file://{}\"\n",
+        file.display()
+    ));
+    let mut running = project.start(&["inject", "--watch"]);
+    running.wait_for("watching 1 secrets", Duration::from_secs(10));
+    assert_eq!(project.read("api"), "key-one");
+    let first = project.generation();
+
+    let mut latencies = Vec::new();
+    for value in ["key-two", "key-three"] {
+        // What editors do: write a temporary file, rename it over.
+        let temporary = host.path().join(".api.key.swp");
+        std::fs::write(&temporary, value).unwrap();
+        let replaced = Instant::now();
+        std::fs::rename(&temporary, &file).unwrap();
+        wait_until("the new file on disk", Duration::from_secs(5), || {
+            project.read("api") == value
+        });
+        latencies.push(replaced.elapsed());
+    }
+    assert_ne!(project.generation(), first);
+    assert!(
+        latencies
+            .iter()
+            .all(|latency| *latency < Duration::from_millis(1000)),
+        "inotify, not the 1 h interval: {latencies:?}"
+    );
+    eprintln!("inotify latencies: {latencies:?}");
+    assert_eq!(running.stop(), 0);
+}

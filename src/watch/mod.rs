@@ -19,6 +19,7 @@
 
 pub mod detect;
 pub mod hooks;
+mod inotify;
 pub mod schedule;
 pub mod status;
 
@@ -57,9 +58,17 @@ pub struct WatchSetup {
     pub env_builder: Option<EnvBuilder>,
 }
 
+/// What wakes the watcher besides its schedule.
+pub(crate) enum Event {
+    /// End the watch.
+    Stop,
+    /// These secrets' local files changed (inotify): due now.
+    Changed(Vec<usize>),
+}
+
 /// The running watcher; [`WatchHandle::stop`] ends and joins it.
 pub struct WatchHandle {
-    stop: Sender<()>,
+    stop: Sender<Event>,
     thread: Option<JoinHandle<Watcher>>,
 }
 
@@ -67,7 +76,7 @@ impl WatchHandle {
     /// Stops the watcher and waits for it; gives back what it owned, for
     /// the shutdown (revoking leases, removing the output).
     pub fn stop(mut self) -> Option<(Backends, Option<GenerationWriter>)> {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(Event::Stop);
         let watcher = self.thread.take()?.join().ok()?;
         Some((watcher.backends, watcher.writer))
     }
@@ -194,6 +203,20 @@ pub fn start(setup: WatchSetup, baseline: Baseline) -> std::io::Result<WatchHand
     };
     watcher.write_status();
     let (stop, stopped) = channel();
+    let files: Vec<(usize, std::path::PathBuf)> = watcher
+        .plan
+        .secrets
+        .iter()
+        .enumerate()
+        .filter_map(|(index, secret)| {
+            let backend = watcher.backends.get(secret.reference.scheme())?;
+            Some((index, backend.watch_path(&secret.reference.location())?))
+        })
+        .collect();
+    let followed = inotify::follow(files, stop.clone());
+    if followed > 0 {
+        tracing::debug!(files = followed, "following local files with inotify");
+    }
     let thread = std::thread::Builder::new()
         .name("hushbox-watch".into())
         .spawn(move || {
@@ -207,7 +230,7 @@ pub fn start(setup: WatchSetup, baseline: Baseline) -> std::io::Result<WatchHand
 }
 
 impl Watcher {
-    fn run(&mut self, stopped: &Receiver<()>) {
+    fn run(&mut self, events: &Receiver<Event>) {
         let runtime = match crate::commands::runtime() {
             Ok(runtime) => runtime,
             Err(error) => {
@@ -224,8 +247,15 @@ impl Watcher {
         }
         loop {
             let wait = self.next_wake().saturating_duration_since(Instant::now());
-            match stopped.recv_timeout(wait) {
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            match events.recv_timeout(wait) {
+                Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Event::Changed(indexes)) => {
+                    for index in indexes {
+                        if let Some(tracked) = self.tracked.get_mut(index) {
+                            tracked.schedule.retry_now();
+                        }
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
             }
             if self

@@ -160,6 +160,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// A file on this machine whose changes are changes of `location`
+    /// (the `file` backend's own file), for the watcher to follow with
+    /// inotify instead of waiting for the next round. Default: none.
+    fn watch_path(&self, location: &SecretRef) -> Option<PathBuf> {
+        let _ = location;
+        None
+    }
+
     /// How long a lease this instance obtained has left, counting the
     /// renewals its [`Backend::keep_alive`] made. The watcher fetches new
     /// values when it runs low (a lease that reached its max TTL).
