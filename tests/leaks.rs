@@ -12,9 +12,9 @@
 //! | the memory of a supervising hushbox (`/proc/PID/mem`) | never |
 //! | the child's environment | only in variables that asked for the value (`env_value`, `NAME=ref`) |
 //! | the child's `cmdline` | never |
-//! | `--watch`: the status file, `health`, an `exec` hook's environment and argv | never |
+//! | `--watch`: the status file, `health`, `--metrics-addr`, an `exec` hook's environment and argv | never |
 //!
-//! A new place output goes (metrics, say) is one more
+//! A new place output goes is one more
 //! [`Leaks::search`] call in the test that makes hushbox produce it; the
 //! backends' own canary test (`hushbox_testkit::canary_never_leaks`) covers
 //! `Debug`, error chains and logs of each backend in-process.
@@ -477,8 +477,13 @@ fn a_watching_sidecar_leaks_no_value_into_status_hooks_or_logs() {
         ),
     )
     .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
     let watcher = project
-        .command(&["inject", "--watch"])
+        .command(&["inject", "--watch", "--metrics-addr", &metrics_addr])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -511,6 +516,9 @@ fn a_watching_sidecar_leaks_no_value_into_status_hooks_or_logs() {
     }
     leaks.search("the status file", &std::fs::read(&status).unwrap());
     leaks.search("the hook's environment", &std::fs::read(&hook_out).unwrap());
+    let metrics = scrape(&metrics_addr);
+    assert!(metrics.contains("hushbox_generation 2"), "{metrics}");
+    leaks.search("the metrics", metrics.as_bytes());
     let health = project.run(&["health"], None);
     leaks.search("health", &[health.stdout, health.stderr].concat());
     let _ = nix::sys::signal::kill(
@@ -527,4 +535,17 @@ fn a_watching_sidecar_leaks_no_value_into_status_hooks_or_logs() {
         &std::fs::read(project.out.path().join("secrets/c")).unwrap(),
     );
     leaks.assert_none();
+}
+
+/// One `GET /metrics` over a plain TCP connection.
+fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
 }

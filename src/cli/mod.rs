@@ -125,6 +125,11 @@ pub struct RunArgs {
     /// hooks, and keep a status file for `hushbox health`.
     #[arg(long)]
     pub watch: bool,
+    /// With --watch: serve Prometheus text (generation, last success,
+    /// failures, staleness and expiry per secret; names only, never values)
+    /// on this address, such as 127.0.0.1:9090.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Let the program gain privileges through setuid binaries or file
     /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
     #[arg(long)]
@@ -148,6 +153,11 @@ pub struct ExecArgs {
     /// hooks, and keep a status file for `hushbox health`.
     #[arg(long)]
     pub watch: bool,
+    /// With --watch: serve Prometheus text (generation, last success,
+    /// failures, staleness and expiry per secret; names only, never values)
+    /// on this address, such as 127.0.0.1:9090.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Run the command as this user: NAME or UID, optionally :GROUP or :GID
     /// (resolved from /etc/passwd and /etc/group). Files belong to this user
     /// unless [output] says otherwise.
@@ -182,6 +192,11 @@ pub struct InjectArgs {
     /// Ends on SIGTERM or SIGINT.
     #[arg(long)]
     pub watch: bool,
+    /// With --watch: serve Prometheus text (generation, last success,
+    /// failures, staleness and expiry per secret; names only, never values)
+    /// on this address, such as 127.0.0.1:9090.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// The output directory (overrides [output].dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,

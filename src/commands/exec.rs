@@ -45,6 +45,7 @@ pub(super) fn exec(
         None
     };
 
+    let metrics = super::bind_metrics(args.metrics_addr)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     let (env, baseline) = match prepare(session, &plan, &backends, writer.as_ref(), args.watch) {
         Ok(prepared) => prepared,
@@ -89,7 +90,15 @@ pub(super) fn exec(
         let _ = nix::sys::prctl::set_dumpable(false);
     }
     let watching = baseline.map(|(baseline, env_builder)| {
-        Watching::for_program(&plan, &backends, writer, baseline, &env, env_builder)
+        Watching::for_program(
+            &plan,
+            &backends,
+            writer,
+            baseline,
+            &env,
+            env_builder,
+            metrics,
+        )
     });
     let options = SupervisorOptions {
         subreaper: true,

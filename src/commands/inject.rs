@@ -11,7 +11,7 @@ pub(super) fn inject(session: &Session, args: InjectArgs) -> Outcome {
     let plan = session.plan(None, args.dir, args.allow_disk)?;
     super::warn_unwatched(&plan, args.watch);
     if args.watch {
-        return watch(session, plan);
+        return watch(session, plan, args.metrics_addr);
     }
     // Refuse a bad output directory before fetching anything.
     let writer = GenerationWriter::open(output_options(&plan))?;
@@ -64,7 +64,7 @@ pub(super) fn commit(
 
 /// `inject --watch`: the sidecar. Writes the first generation, then keeps
 /// it fresh until SIGTERM or SIGINT, running `exec` hooks on changes.
-fn watch(session: &Session, plan: Plan) -> Outcome {
+fn watch(session: &Session, plan: Plan, metrics: Option<std::net::SocketAddr>) -> Outcome {
     use crate::plan::OnChange;
     // A hook that needs a program is refused: the sidecar has none.
     let needs_program = |hook: &OnChange| !matches!(hook, OnChange::Exec { .. });
@@ -90,6 +90,7 @@ fn watch(session: &Session, plan: Plan) -> Outcome {
     }
     let writer = GenerationWriter::open(output_options(&plan))?
         .cancel_when(|| super::stop::received().map(super::stop::stopped_error));
+    let metrics = super::bind_metrics(metrics)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     let first = super::resolve_plan(&plan, &backends)
         .and_then(|resolution| Ok((commit(&writer, &plan, &resolution)?, resolution)));
@@ -123,6 +124,7 @@ fn watch(session: &Session, plan: Plan) -> Outcome {
         writer: Some(writer),
         sink: Box::new(crate::watch::hooks::LocalSink { base_env: hook_env }),
         env_builder: None,
+        metrics,
     };
     // Leases (database credentials) are renewed beside the watcher.
     let keep_alive = backends.keep_alive();

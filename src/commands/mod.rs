@@ -279,6 +279,7 @@ impl Watching {
         baseline: crate::watch::Baseline,
         child_env: &[(std::ffi::OsString, std::ffi::OsString)],
         env_builder: Option<crate::watch::EnvBuilder>,
+        metrics: Option<std::net::TcpListener>,
     ) -> Self {
         let (directives, queue) = crate::supervise::control::channel_pair();
         let sink = crate::watch::hooks::SupervisorSink {
@@ -294,11 +295,26 @@ impl Watching {
                 writer,
                 sink: Box::new(sink),
                 env_builder,
+                metrics,
             },
             baseline,
             queue,
         }
     }
+}
+
+/// Binds `--metrics-addr` during setup (before any privilege drop), so a
+/// taken or forbidden address fails the start, naming it.
+pub(crate) fn bind_metrics(
+    address: Option<std::net::SocketAddr>,
+) -> Result<Option<std::net::TcpListener>, Error> {
+    address
+        .map(|address| {
+            std::net::TcpListener::bind(address).map_err(|error| {
+                Error::io("cannot listen for --metrics-addr", error).with_subject(address)
+            })
+        })
+        .transpose()
 }
 
 /// The environment hooks start from: `env` without any variable that

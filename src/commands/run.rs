@@ -44,6 +44,7 @@ pub(super) fn run(
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `run`"))?;
     let mut plan = session.plan(Some(&args.resolve_env), None, false)?;
     warn_unwatched(&plan, args.watch);
+    let metrics = super::bind_metrics(args.metrics_addr)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     let prepared = prepare(session, &plan, &backends);
     let (run_dir, env, writer, resolution) = match prepared {
@@ -75,6 +76,7 @@ pub(super) fn run(
             baseline,
             &env,
             builder,
+            metrics,
         ))
     } else {
         drop(resolution);

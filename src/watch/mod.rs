@@ -20,6 +20,7 @@
 pub mod detect;
 pub mod hooks;
 mod inotify;
+pub mod metrics;
 pub mod schedule;
 pub mod status;
 
@@ -56,6 +57,8 @@ pub struct WatchSetup {
     pub sink: Box<dyn HookSink>,
     /// Rebuilds the program's environment, when it holds values.
     pub env_builder: Option<EnvBuilder>,
+    /// `--metrics-addr`: the bound listener to serve Prometheus text on.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 /// What wakes the watcher besides its schedule.
@@ -127,6 +130,8 @@ struct Watcher {
     stopped_program: bool,
     /// Leases replaced by a committed generation: (backend, lease id).
     retiring: Vec<(String, String)>,
+    /// What `--metrics-addr` serves.
+    shared: Option<metrics::Shared>,
 }
 
 /// What the watcher keeps of the first generation: digests and leases,
@@ -200,7 +205,13 @@ pub fn start(setup: WatchSetup, baseline: Baseline) -> std::io::Result<WatchHand
         pending: None,
         stopped_program: false,
         retiring: Vec::new(),
+        shared: None,
     };
+    if let Some(listener) = setup.metrics {
+        let shared = metrics::Shared::default();
+        metrics::serve(listener, std::sync::Arc::clone(&shared))?;
+        watcher.shared = Some(shared);
+    }
     watcher.write_status();
     let (stop, stopped) = channel();
     let files: Vec<(usize, std::path::PathBuf)> = watcher
@@ -610,6 +621,9 @@ impl Watcher {
         }
         if let Err(error) = status.write(&self.plan.watch.status_file) {
             tracing::debug!(%error, "cannot write the status file");
+        }
+        if let Some(shared) = &self.shared {
+            *shared.lock().unwrap_or_else(|p| p.into_inner()) = status;
         }
     }
 }
