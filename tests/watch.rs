@@ -451,6 +451,18 @@ fn watch_settings_without_watch_warn_and_check_shows_the_schedule() {
 }
 
 #[test]
+fn inject_watch_refuses_fail_on_stale_which_has_no_program_to_stop() {
+    let project = Project::new("[watch]\nfail_on_stale = true\n[secrets.db]\nref = \"age://db\"\n");
+    let output = project.hushbox(&["inject", "--watch"]).output().unwrap();
+    assert_eq!(code(&output), 78, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("[watch].fail_on_stale"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn inject_watch_refuses_hooks_that_need_a_program() {
     let project = Project::new("[secrets.db]\nref = \"age://db\"\non_change = \"restart\"\n");
     let output = project.hushbox(&["inject", "--watch"]).output().unwrap();
@@ -517,4 +529,32 @@ fn a_file_replaced_by_rename_is_picked_up_through_inotify_well_under_the_interva
     );
     eprintln!("inotify latencies: {latencies:?}");
     assert_eq!(running.stop(), 0);
+}
+
+#[test]
+fn fail_on_stale_stops_the_program() {
+    let project = Project::new(
+        "[watch]\ninterval = \"200ms\"\nmax_stale = \"1s\"\nfail_on_stale = true\n\
+         [secrets.db]\nref = \"age://db\"\nenv = \"DB_FILE\"\n",
+    );
+    let program = "trap 'echo stopped-by-hushbox; exit 7' TERM; echo ready; \
+                   while true; do sleep 0.05; done";
+    let mut running = project.start(&["exec", "--watch", "--", "sh", "-c", program]);
+    running.wait_for("ready", Duration::from_secs(10));
+    std::fs::rename(project.path("secrets"), project.path("secrets.away")).unwrap();
+    running.wait_for("stopped-by-hushbox", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = running.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "hushbox did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(7), "the program's own code");
+    assert_eq!(
+        project.read("db"),
+        "first-value",
+        "the last good file stays"
+    );
 }

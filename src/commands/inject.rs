@@ -88,6 +88,14 @@ fn watch(session: &Session, plan: Plan, metrics: Option<std::net::SocketAddr>) -
         .with_subject(place)
         .into());
     }
+    if plan.watch.fail_on_stale {
+        return Err(hushbox_core::Error::config(
+            "`inject --watch` starts no program for fail_on_stale to stop; `hushbox health` \
+             reports staleness to whatever depends on the sidecar",
+        )
+        .with_subject("[watch].fail_on_stale")
+        .into());
+    }
     let writer = GenerationWriter::open(output_options(&plan))?
         .cancel_when(|| super::stop::received().map(super::stop::stopped_error));
     let metrics = super::bind_metrics(metrics)?;
