@@ -281,7 +281,12 @@ impl Watching {
         env_builder: Option<crate::watch::EnvBuilder>,
         metrics: Option<std::net::TcpListener>,
     ) -> Self {
-        let (directives, queue) = crate::supervise::control::channel_pair();
+        let restarts = plan.watch.on_change == Some(crate::plan::OnChange::Restart)
+            || plan
+                .secrets
+                .iter()
+                .any(|secret| secret.on_change == Some(crate::plan::OnChange::Restart));
+        let (directives, queue) = crate::supervise::control::channel_pair(restarts);
         let sink = crate::watch::hooks::SupervisorSink {
             directives,
             base_env: hook_environment(plan, child_env),

@@ -84,10 +84,13 @@ impl fmt::Debug for Directives {
 pub struct DirectiveQueue {
     receiver: Receiver<Directive>,
     target: Target,
+    /// Whether a restart may be asked for: only then does the supervisor
+    /// keep the program's spec (its environment may hold values).
+    pub(super) restarts: bool,
 }
 
-/// A connected pair.
-pub fn channel_pair() -> (Directives, DirectiveQueue) {
+/// A connected pair. `restarts`: whether [`Directive::Restart`] may come.
+pub fn channel_pair(restarts: bool) -> (Directives, DirectiveQueue) {
     let (sender, receiver) = channel();
     let target = Arc::new(Mutex::new(None));
     (
@@ -95,7 +98,11 @@ pub fn channel_pair() -> (Directives, DirectiveQueue) {
             sender,
             target: Arc::clone(&target),
         },
-        DirectiveQueue { receiver, target },
+        DirectiveQueue {
+            receiver,
+            target,
+            restarts,
+        },
     )
 }
 

@@ -167,7 +167,8 @@ pub fn run_controlled(
 
     let program = spec.program.to_string_lossy().into_owned();
     let _attached = queue.map(control::DirectiveQueue::attach);
-    let respawn = queue.is_some().then(|| spec.clone());
+    // Kept only when a restart may come: the environment may hold values.
+    let respawn = queue.filter(|queue| queue.restarts).map(|_| spec.clone());
     let started = child::spawn(spec, &options.mask)?;
     let (pid, terminal) = (started.pid.as_raw(), started.took_terminal);
     tracing::debug!(pid, %program, terminal, "started child");
