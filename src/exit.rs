@@ -47,7 +47,7 @@ pub fn for_kind(kind: ErrorKind) -> u8 {
 /// The table printed in the README and by `hushbox help exit-codes`.
 pub const TABLE: &[(u8, &str)] = &[
     (OK, "success"),
-    (FAILURE, "internal error"),
+    (FAILURE, "internal error; for `health`: unhealthy"),
     (USAGE, "usage error (bad flags or arguments)"),
     (
         DATA,

@@ -111,7 +111,7 @@ pub fn write(
 }
 
 /// Several template errors as one: the first one's kind, every message.
-fn one_error(mut errors: Vec<Error>) -> Error {
+pub fn one_error(mut errors: Vec<Error>) -> Error {
     if errors.len() == 1 {
         return errors.remove(0);
     }

@@ -1,7 +1,8 @@
 //! hushbox: fetches secrets from pluggable backends and delivers them to
 //! programs as files on tmpfs, `_FILE` paths, or environment variables.
 //!
-//! Data flows one way: CLI → plan → resolver → output writer → supervisor.
+//! Data flows one way: CLI → plan → resolver → output writer →
+//! supervisor/watcher → hooks.
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
@@ -19,3 +20,4 @@ pub mod plan;
 pub mod resolve;
 pub mod supervise;
 pub mod template;
+pub mod watch;

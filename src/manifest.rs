@@ -36,6 +36,9 @@ pub struct Manifest {
     /// output dir), written in the same generation as the secrets.
     #[serde(default)]
     pub templates: BTreeMap<String, TemplateSection>,
+    /// Defaults for `--watch`: how often, how stale, which hook.
+    #[serde(default)]
+    pub watch: WatchSection,
 }
 
 /// `[templates.NAME]`: a file rendered from declared secrets.
@@ -56,6 +59,36 @@ pub struct TemplateSection {
     pub env: Option<String>,
     /// An environment variable that receives the rendered text (opt-in).
     pub env_value: Option<String>,
+}
+
+/// `[watch]`: the defaults of `exec --watch`, `run --watch` and
+/// `inject --watch`. Each secret's `refresh`, `on_change` and `max_stale`
+/// take precedence over these.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSection {
+    /// How often a secret without `refresh` is re-fetched (default `"5m"`).
+    pub interval: Option<String>,
+    /// How long hooks wait for more changes before firing (default `"1s"`).
+    pub debounce: Option<String>,
+    /// How long a secret may go without a successful fetch before `health`
+    /// reports unhealthy (default: three intervals).
+    pub max_stale: Option<String>,
+    /// Stop the program when a secret turns stale (default false).
+    #[serde(default)]
+    pub fail_on_stale: bool,
+    /// Where the watcher keeps its status file (default `..status` in the
+    /// output directory).
+    pub status_file: Option<String>,
+    /// The hook of every change: `"signal:SIGHUP"`, `"restart"` or
+    /// `{ exec = ["cmd", "arg"], timeout = "30s" }`.
+    pub on_change: Option<toml::Value>,
+    /// How long `restart` waits for the program to stop before SIGKILL
+    /// (default `"10s"`).
+    pub restart_grace: Option<String>,
+    /// Remove the secret files when the watcher stops (default false).
+    #[serde(default)]
+    pub cleanup_on_exit: bool,
 }
 
 /// `[env]`: which variables of the environment are references to resolve,
@@ -118,6 +151,9 @@ pub struct SecretSection {
     pub refresh: Option<String>,
     /// What to do when the value changes (for `--watch`).
     pub on_change: Option<toml::Value>,
+    /// How long it may go without a successful fetch before `health`
+    /// reports unhealthy (for `--watch`; default `[watch].max_stale`).
+    pub max_stale: Option<String>,
     /// Whether a missing secret is skipped instead of failing the run.
     #[serde(default)]
     pub optional: bool,

@@ -55,8 +55,84 @@ pub enum OnChange {
     Signal(nix::sys::signal::Signal),
     /// Stop the child and start it again.
     Restart,
-    /// Run this command.
-    Exec(Vec<String>),
+    /// Run this command (argv, no shell), killed after `timeout`.
+    Exec {
+        /// The program and its arguments.
+        command: Vec<String>,
+        /// How long it may run.
+        timeout: Duration,
+    },
+}
+
+impl std::fmt::Display for OnChange {
+    /// How `check` and the logs show a hook: the signal, `restart`, or the
+    /// program's name (its arguments are the user's and are not repeated).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Signal(signal) => write!(f, "signal:{}", signal.as_str()),
+            Self::Restart => f.write_str("restart"),
+            Self::Exec { command, timeout } => {
+                write!(f, "exec {} (timeout {timeout:?})", command[0])
+            }
+        }
+    }
+}
+
+/// How long an `exec` hook may run when the manifest does not say.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often `--watch` re-fetches a secret without `refresh`.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(300);
+/// How long hooks wait for more changes before they fire.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(1);
+/// How long `restart` waits for the program to stop before SIGKILL.
+pub const DEFAULT_RESTART_GRACE: Duration = Duration::from_secs(10);
+/// The status file's name in the output directory unless `[watch]` says.
+pub const DEFAULT_STATUS_FILE: &str = "..status";
+
+/// `[watch]`, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchPlan {
+    /// The refresh interval of secrets without their own.
+    pub interval: Duration,
+    /// How long hooks wait for more changes.
+    pub debounce: Duration,
+    /// The staleness limit of secrets without their own (`None`: three of
+    /// the secret's intervals).
+    pub max_stale: Option<Duration>,
+    /// Stop the program when a secret turns stale.
+    pub fail_on_stale: bool,
+    /// The status file `health` reads.
+    pub status_file: PathBuf,
+    /// The hook of every change.
+    pub on_change: Option<OnChange>,
+    /// How long `restart` waits before SIGKILL.
+    pub restart_grace: Duration,
+    /// Remove the secret files when the watcher stops.
+    pub cleanup_on_exit: bool,
+    /// Whether the manifest says anything about watching (a `[watch]` key,
+    /// a `refresh`, an `on_change` or a `max_stale`): without `--watch`,
+    /// that earns a warning.
+    pub configured: bool,
+}
+
+impl WatchPlan {
+    /// A secret's refresh interval.
+    pub fn interval_of(&self, secret: &SecretPlan) -> Duration {
+        secret.refresh.unwrap_or(self.interval)
+    }
+
+    /// A secret's staleness limit.
+    pub fn max_stale_of(&self, secret: &SecretPlan) -> Duration {
+        secret
+            .max_stale
+            .or(self.max_stale)
+            .unwrap_or_else(|| self.interval_of(secret).saturating_mul(3))
+    }
+
+    /// The hooks a change of `secret` fires: its own, then the global one.
+    pub fn hooks_of<'a>(&'a self, secret: &'a SecretPlan) -> impl Iterator<Item = &'a OnChange> {
+        secret.on_change.iter().chain(self.on_change.iter())
+    }
 }
 
 /// Where a secret came from, for messages.
@@ -87,6 +163,9 @@ pub struct SecretPlan {
     pub refresh: Option<Duration>,
     /// What `--watch` does when it changes.
     pub on_change: Option<OnChange>,
+    /// How long `--watch` may go without fetching it before `health`
+    /// reports unhealthy.
+    pub max_stale: Option<Duration>,
     /// Where it was declared.
     pub origin: Origin,
 }
@@ -148,6 +227,8 @@ pub struct Plan {
     pub inherit_env: Vec<VariablePattern>,
     /// `[templates]`, by name: files rendered from the manifest's secrets.
     pub templates: Vec<TemplatePlan>,
+    /// What `--watch` does.
+    pub watch: WatchPlan,
 }
 
 /// A variable name, or a prefix ending in `*`, from `[env]`.
@@ -297,6 +378,7 @@ impl Plan {
         }
         check_conflicts(&secrets, env)?;
         check_template_conflicts(&secrets, &templates, env)?;
+        let watch = watch_plan(manifest, &base_dir, &output, &secrets)?;
         Ok(Plan {
             manifest_path: manifest_path.map(Path::to_path_buf),
             base_dir,
@@ -306,6 +388,7 @@ impl Plan {
             consumed_env,
             inherit_env,
             templates,
+            watch,
         })
     }
 
@@ -313,6 +396,71 @@ impl Plan {
     pub fn file_secrets(&self) -> impl Iterator<Item = &SecretPlan> {
         self.secrets.iter().filter(|secret| secret.file)
     }
+}
+
+fn watch_plan(
+    manifest: Option<&Manifest>,
+    base_dir: &Path,
+    output: &OutputPlan,
+    secrets: &[SecretPlan],
+) -> Result<WatchPlan> {
+    let empty = crate::manifest::WatchSection::default();
+    let section = manifest.map_or(&empty, |manifest| &manifest.watch);
+    let duration = |text: &Option<String>, key: &str, default: Option<Duration>| {
+        text.as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|error| error.with_subject(format!("[watch].{key}")))
+            .map(|parsed| parsed.or(default))
+    };
+    let status_file = match section.status_file.as_deref() {
+        None => output.dir.join(DEFAULT_STATUS_FILE),
+        Some("") => {
+            return Err(
+                Error::config("the status file needs a path").with_subject("[watch].status_file")
+            );
+        }
+        // Relative to the manifest's directory, as every path in it.
+        Some(path) => base_dir.join(path),
+    };
+    let configured = section.interval.is_some()
+        || section.debounce.is_some()
+        || section.max_stale.is_some()
+        || section.fail_on_stale
+        || section.status_file.is_some()
+        || section.on_change.is_some()
+        || section.restart_grace.is_some()
+        || section.cleanup_on_exit
+        || secrets.iter().any(|secret| {
+            secret.refresh.is_some() || secret.on_change.is_some() || secret.max_stale.is_some()
+        });
+    Ok(WatchPlan {
+        interval: duration(&section.interval, "interval", Some(DEFAULT_WATCH_INTERVAL))?
+            .unwrap_or(DEFAULT_WATCH_INTERVAL),
+        debounce: match section.debounce.as_deref() {
+            // Zero is a real choice here: fire at once.
+            Some("0") | Some("0s") | Some("0ms") => Duration::ZERO,
+            _ => duration(&section.debounce, "debounce", Some(DEFAULT_DEBOUNCE))?
+                .unwrap_or(DEFAULT_DEBOUNCE),
+        },
+        max_stale: duration(&section.max_stale, "max_stale", None)?,
+        fail_on_stale: section.fail_on_stale,
+        status_file,
+        on_change: section
+            .on_change
+            .as_ref()
+            .map(parse_on_change)
+            .transpose()
+            .map_err(|error| error.with_subject("[watch].on_change"))?,
+        restart_grace: duration(
+            &section.restart_grace,
+            "restart_grace",
+            Some(DEFAULT_RESTART_GRACE),
+        )?
+        .unwrap_or(DEFAULT_RESTART_GRACE),
+        cleanup_on_exit: section.cleanup_on_exit,
+        configured,
+    })
 }
 
 fn output_plan(manifest: Option<&Manifest>, inputs: &PlanInputs<'_>) -> Result<OutputPlan> {
@@ -423,6 +571,12 @@ fn manifest_secret(
             .map(parse_on_change)
             .transpose()
             .map_err(field("on_change"))?,
+        max_stale: section
+            .max_stale
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(field("max_stale"))?,
         origin: Origin::Manifest,
     })
 }
@@ -479,6 +633,7 @@ fn environment_secrets(
                     optional: false,
                     refresh: None,
                     on_change: None,
+                    max_stale: None,
                     origin: Origin::Environment(variable.clone()),
                 }
             }
@@ -491,6 +646,7 @@ fn environment_secrets(
                 optional: false,
                 refresh: None,
                 on_change: None,
+                max_stale: None,
                 origin: Origin::Environment(variable.clone()),
             },
         };
@@ -674,7 +830,7 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 fn parse_on_change(value: &toml::Value) -> Result<OnChange> {
     let invalid = || {
         Error::config(
-            "on_change takes \"signal:SIGHUP\", \"restart\" or { exec = [\"cmd\", \"arg\"] }",
+            "on_change takes \"signal:SIGHUP\", \"restart\" or { exec = [\"cmd\", \"arg\"], timeout = \"30s\" }",
         )
     };
     match value {
@@ -693,7 +849,7 @@ fn parse_on_change(value: &toml::Value) -> Result<OnChange> {
                 })
         }
         toml::Value::Table(table) => {
-            if table.len() != 1 {
+            if table.keys().any(|key| key != "exec" && key != "timeout") {
                 return Err(invalid());
             }
             let command: Vec<String> = table
@@ -704,10 +860,15 @@ fn parse_on_change(value: &toml::Value) -> Result<OnChange> {
                 .map(|item| item.as_str().map(str::to_owned))
                 .collect::<Option<_>>()
                 .ok_or_else(invalid)?;
-            if command.is_empty() {
+            if command.is_empty() || command[0].is_empty() {
                 return Err(invalid());
             }
-            Ok(OnChange::Exec(command))
+            let timeout = match table.get("timeout") {
+                None => DEFAULT_HOOK_TIMEOUT,
+                Some(toml::Value::String(text)) => parse_duration(text)?,
+                Some(_) => return Err(invalid()),
+            };
+            Ok(OnChange::Exec { command, timeout })
         }
         _ => Err(invalid()),
     }

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use crate::plan::Plan;
 
 /// The backend instances of a plan, by name.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Backends {
     instances: BTreeMap<String, Arc<dyn Backend>>,
 }

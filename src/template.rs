@@ -42,12 +42,12 @@ const FUEL: u64 = 2_000_000;
 /// The text of every template of a plan, read once (a `source` file through
 /// the same ownership checks as the manifest: a template decides what a
 /// secret file holds).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Templates {
     sources: Vec<LoadedTemplate>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct LoadedTemplate {
     name: String,
     text: String,

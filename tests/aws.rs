@@ -354,3 +354,82 @@ fn missing_secrets_and_missing_credentials_fail_closed_with_their_codes() {
         assert!(message.contains(link), "{link}: {message}");
     }
 }
+
+/// `inject --watch` over 100 secrets: one round costs at most five calls
+/// (batches of twenty), and a `PutSecretValue` lands within the interval.
+#[test]
+fn watch_picks_up_put_secret_value_with_five_calls_a_round_for_100_secrets() {
+    use std::io::BufRead;
+    let moto = Moto::start();
+    let mut manifest = String::from("version = 1\n[watch]\ninterval = \"2s\"\n");
+    for index in 0..100 {
+        moto.create_secret(&format!("app/s{index:03}"), &format!("value-{index}"));
+        manifest.push_str(&format!(
+            "[secrets.s{index:03}]\nref = \"aws://app/s{index:03}\"\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = tmpfs_dir();
+    manifest.push_str(&format!("[output]\ndir = \"{}\"\n", out.path().display()));
+    std::fs::write(dir.path().join("hushbox.toml"), manifest).unwrap();
+    let mut child = moto
+        .hushbox(dir.path(), &["inject", "--watch"])
+        .env("HUSHBOX_LOG", "hushbox=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let wait_for = |wanted: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while let Ok(line) =
+            received.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if line.contains(wanted) {
+                return;
+            }
+            seen.push(line);
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        panic!("no {wanted:?}: {seen:#?}");
+    };
+    wait_for("watching 100 secrets");
+    moto.start_recording();
+    wait_for("round: nothing changed");
+    let calls = moto.recorded_operations();
+    assert!(
+        !calls.is_empty() && calls.len() <= 5,
+        "one round of 100 secrets: {calls:?}"
+    );
+
+    moto.call(
+        "PutSecretValue",
+        serde_json::json!({ "SecretId": "app/s042", "SecretString": "rotated-42" }),
+    );
+    let changed = Instant::now();
+    while std::fs::read_to_string(out.path().join("s042")).unwrap() != "rotated-42" {
+        assert!(changed.elapsed() < Duration::from_secs(6), "not picked up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(changed.elapsed() < Duration::from_millis(2000 + 1000));
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("s041")).unwrap(),
+        "value-41"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    assert!(child.wait().unwrap().success());
+}

@@ -12,8 +12,9 @@
 //! | the memory of a supervising hushbox (`/proc/PID/mem`) | never |
 //! | the child's environment | only in variables that asked for the value (`env_value`, `NAME=ref`) |
 //! | the child's `cmdline` | never |
+//! | `--watch`: the status file, `health`, `--metrics-addr`, an `exec` hook's environment and argv | never |
 //!
-//! A new place output goes (a status file, metrics) is one more
+//! A new place output goes is one more
 //! [`Leaks::search`] call in the test that makes hushbox produce it; the
 //! backends' own canary test (`hushbox_testkit::canary_never_leaks`) covers
 //! `Debug`, error chains and logs of each backend in-process.
@@ -541,4 +542,99 @@ fn a_panic_shows_where_it_happened_but_not_a_message_quoting_a_value() {
         leaks.expect("stdout of get", &output.stdout);
     }
     leaks.assert_none();
+}
+
+/// `inject --watch` through a rotation: its logs at TRACE, the status file,
+/// `health`, an `exec` hook's environment and arguments, and the watcher's
+/// own `/proc` never hold the canary; only the secret files do.
+#[test]
+fn a_watching_sidecar_leaks_no_value_into_status_hooks_or_logs() {
+    let mut leaks = Leaks::new();
+    let project = Project::new(&mut leaks, false);
+    let hook_out = project.path("hook.out");
+    let manifest = std::fs::read_to_string(project.path("hushbox.toml")).unwrap();
+    std::fs::write(
+        project.path("hushbox.toml"),
+        manifest.replace(
+            "[secrets.c]\n",
+            &format!(
+                "[watch]\ninterval = \"200ms\"\ndebounce = \"50ms\"\n\
+                 on_change = {{ exec = [\"sh\", \"-c\", \"{{ env; echo \\\"$@\\\"; }} > {}\", \"hook\"] }}\n\
+                 [secrets.c]\n",
+                hook_out.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let watcher = project
+        .command(&["inject", "--watch", "--metrics-addr", &metrics_addr])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = project.out.path().join("secrets/..status");
+    let started = Instant::now();
+    while !status.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no status file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rotated = format!("{}-rotated", leaks.value());
+    let output = project.run(&["store", "set", "c"], Some(rotated.as_bytes()));
+    assert!(output.status.success(), "{}", stderr(&output));
+    while !hook_out.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the hook did not run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = watcher.id();
+    for place in ["environ", "cmdline"] {
+        let bytes = std::fs::read(format!("/proc/{pid}/{place}")).unwrap();
+        leaks.search(format_args!("the watcher's /proc/PID/{place}"), &bytes);
+    }
+    leaks.search("the status file", &std::fs::read(&status).unwrap());
+    leaks.search("the hook's environment", &std::fs::read(&hook_out).unwrap());
+    let metrics = scrape(&metrics_addr);
+    assert!(metrics.contains("hushbox_generation 2"), "{metrics}");
+    leaks.search("the metrics", metrics.as_bytes());
+    let health = project.run(&["health"], None);
+    leaks.search("health", &[health.stdout, health.stderr].concat());
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let output = watcher.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!output.stderr.is_empty(), "trace logging produced output");
+    leaks.search("the watcher's stdout", &output.stdout);
+    leaks.search("the watcher's stderr", &output.stderr);
+    leaks.expect(
+        "the rotated file",
+        &std::fs::read(project.out.path().join("secrets/c")).unwrap(),
+    );
+    leaks.assert_none();
+}
+
+/// One `GET /metrics` over a plain TCP connection.
+fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
 }

@@ -57,6 +57,9 @@ pub enum Command {
     /// Print one rendered template to stdout, for debugging. Refuses a
     /// terminal unless --force.
     Render(RenderArgs),
+    /// Exit 0 when the `--watch` of this manifest keeps every secret fresh,
+    /// else 1 with the reason on stderr (for a Compose healthcheck).
+    Health,
     /// Manage the age-encrypted store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -155,6 +158,16 @@ pub struct RunArgs {
     /// (`hushbox run --discard -- docker-compose down`).
     #[arg(long)]
     pub discard: bool,
+    /// Keep the secrets fresh while the command runs: re-fetch on each
+    /// secret's schedule, commit changes as new generations, fire on_change
+    /// hooks, and keep a status file for `hushbox health`.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: serve Prometheus text (generation, last success,
+    /// failures, staleness and expiry per secret; names only, never values)
+    /// on this address, such as 127.0.0.1:9090.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Let the program gain privileges through setuid binaries or file
     /// capabilities (sudo, ping…). By default it runs with NoNewPrivs set.
     #[arg(long)]
@@ -173,6 +186,16 @@ pub struct RunArgs {
 /// `hushbox exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    /// Keep the secrets fresh while the command runs: re-fetch on each
+    /// secret's schedule, commit changes as new generations, fire on_change
+    /// hooks, and keep a status file for `hushbox health`.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: serve Prometheus text (generation, last success,
+    /// failures, staleness and expiry per secret; names only, never values)
+    /// on this address, such as 127.0.0.1:9090.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Run the command as this user: NAME or UID, optionally :GROUP or :GID
     /// (resolved from /etc/passwd and /etc/group). Files belong to this user
     /// unless [output] says otherwise.
@@ -202,6 +225,16 @@ pub struct ExecArgs {
 /// `hushbox inject`.
 #[derive(Debug, Args)]
 pub struct InjectArgs {
+    /// Stay running as a sidecar: keep the output directory fresh, run
+    /// `exec` hooks on changes, and keep a status file for `hushbox health`.
+    /// Ends on SIGTERM or SIGINT.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: serve Prometheus text (generation, last success,
+    /// failures, staleness and expiry per secret; names only, never values)
+    /// on this address, such as 127.0.0.1:9090.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// The output directory (overrides [output].dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,

@@ -54,6 +54,11 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
                     "env_path": secret.env_path,
                     "env_value": secret.env_value,
                     "optional": secret.optional,
+                    "watch": {
+                        "refresh_seconds": plan.watch.interval_of(secret).as_secs_f64(),
+                        "max_stale_seconds": plan.watch.max_stale_of(secret).as_secs_f64(),
+                        "on_change": plan.watch.hooks_of(secret).map(ToString::to_string).collect::<Vec<_>>(),
+                    },
                 });
                 if let Some(fetched) = fetched {
                     entry["status"] = json!(if fetched.found { "ok" } else { "missing" });
@@ -111,6 +116,21 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
             line.push_str(&fetched.text());
         }
         println!("{line}");
+        let hooks: Vec<String> = plan
+            .watch
+            .hooks_of(secret)
+            .map(ToString::to_string)
+            .collect();
+        println!(
+            "          --watch: every {}, stale after {}, on change: {}",
+            human(plan.watch.interval_of(secret)),
+            human(plan.watch.max_stale_of(secret)),
+            if hooks.is_empty() {
+                "nothing".to_owned()
+            } else {
+                hooks.join(" + ")
+            }
+        );
     }
     for (name, source) in &template_entries {
         let rendered = if args.fetch { "  rendered" } else { "" };
@@ -128,6 +148,20 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
         if args.fetch { ", all fetched" } else { "" }
     );
     Ok(exit::OK)
+}
+
+/// A duration as the manifest writes them: `500ms`, `30s`, `5m`, `2h`.
+fn human(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    if duration.subsec_millis() != 0 || seconds == 0 {
+        format!("{}ms", duration.as_millis())
+    } else if seconds.is_multiple_of(3600) {
+        format!("{}h", seconds / 3600)
+    } else if seconds.is_multiple_of(60) {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
 }
 
 /// What `--fetch` learnt about one secret: never its value.

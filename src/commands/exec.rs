@@ -6,8 +6,8 @@ use hushbox_core::Error;
 
 use super::inject::output_options;
 use super::{
-    ChildPolicy, Failure, Outcome, Session, build_generation, end_setup, or_stopped, release,
-    resolve_plan, supervise_child,
+    ChildPolicy, Failure, Outcome, Session, Watching, build_generation, end_setup, or_stopped,
+    release, resolve_plan, supervise_child, warn_unwatched,
 };
 use crate::cli::ExecArgs;
 use crate::deliver::child_environment;
@@ -26,6 +26,7 @@ pub(super) fn exec(
     // Resolve --user before anything is fetched: a typo should cost nothing.
     let user = args.user.as_deref().map(resolve_user).transpose()?;
     let mut plan = session.plan(Some(&args.resolve_env), args.dir, args.allow_disk)?;
+    warn_unwatched(&plan, args.watch);
     let mut owner_origin = OwnerOrigin::Manifest;
     if let (Some(credentials), Some(spec)) = (&user, &args.user) {
         // Files are owned as the manifest says; when it says nothing, they
@@ -52,9 +53,18 @@ pub(super) fn exec(
         None
     };
 
+    let metrics = super::bind_metrics(args.metrics_addr)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
-    let env = match prepare(session, &plan, &templates, &backends, writer.as_ref()) {
-        Ok(env) => env,
+    let prepared = prepare(
+        session,
+        &plan,
+        &templates,
+        &backends,
+        writer.as_ref(),
+        args.watch,
+    );
+    let (env, baseline) = match prepared {
+        Ok(prepared) => prepared,
         Err(failure) => {
             release(&backends);
             return Err(or_stopped(failure));
@@ -64,7 +74,18 @@ pub(super) fn exec(
         release(&backends);
         return Err(failure);
     }
-    hardening.restore_core_limit();
+    if args.watch {
+        // The watcher keeps writing after the drop: the output directory
+        // (and its lock) must belong to the user it runs as.
+        if let (Some(writer), Some(credentials)) = (&writer, &user) {
+            writer.hand_over(credentials.uid, credentials.gid)?;
+        }
+    } else {
+        // With --watch, hushbox holds credentials for the life of the
+        // program, so it stays without core dumps (and so does the
+        // program, which inherits the limit).
+        hardening.restore_core_limit();
+    }
 
     match &user {
         Some(credentials) if credentials.uid == 0 => {
@@ -80,7 +101,13 @@ pub(super) fn exec(
         if credentials.uid != 0 {
             warn_about_readable_credentials(&backends);
         }
+        // A uid change resets the dumpable flag to the system's
+        // suid_dumpable; hushbox may hold credentials still (--watch).
+        let _ = nix::sys::prctl::set_dumpable(false);
     }
+    let watching = baseline.map(|start| {
+        Watching::for_program(&plan, &templates, &backends, writer, start, &env, metrics)
+    });
     let options = SupervisorOptions {
         subreaper: true,
         mask,
@@ -96,19 +123,26 @@ pub(super) fn exec(
             die_with_supervisor: false,
         },
         &backends,
+        watching,
     )
 }
 
-/// Fetches, commits the generation, and builds the app's environment. Every
-/// value is wiped when this returns: the supervisor holds no secrets while
-/// the app runs.
+type Env = Vec<(std::ffi::OsString, std::ffi::OsString)>;
+/// What `--watch` keeps of the setup: digests, and how to rebuild the
+/// program's environment.
+type Watch = (crate::watch::Baseline, Option<crate::watch::EnvBuilder>);
+
+/// Fetches, commits the generation, and builds the app's environment.
+/// Without `--watch`, every value is wiped when this returns: the
+/// supervisor holds no secrets while the app runs.
 fn prepare(
     session: &Session,
     plan: &crate::plan::Plan,
     templates: &crate::template::Templates,
     backends: &Backends,
     writer: Option<&GenerationWriter>,
-) -> Result<Vec<(std::ffi::OsString, std::ffi::OsString)>, Failure> {
+    watch: bool,
+) -> Result<(Env, Option<Watch>), Failure> {
     let resolution = resolve_plan(plan, backends)?;
     let generation = build_generation(plan, templates, &resolution)?;
     let env = child_environment(
@@ -120,7 +154,50 @@ fn prepare(
     if let Some(writer) = writer {
         generation.commit(writer)?;
     }
-    Ok(env)
+    if !watch {
+        return Ok((env, None));
+    }
+    let builder = env_builder(session, plan, templates, backends, writer);
+    // Digests only: the values are wiped as this returns.
+    Ok((
+        env,
+        Some((crate::watch::Baseline::of(&resolution), builder)),
+    ))
+}
+
+/// When a `restart` hook may fire and the program gets values in its
+/// environment (`env_value`), the watcher rebuilds that environment from
+/// the new values for the restarted program.
+pub(super) fn env_builder(
+    session: &Session,
+    plan: &crate::plan::Plan,
+    templates: &crate::template::Templates,
+    backends: &Backends,
+    writer: Option<&GenerationWriter>,
+) -> Option<crate::watch::EnvBuilder> {
+    let restarts = plan.watch.on_change == Some(crate::plan::OnChange::Restart)
+        || plan
+            .secrets
+            .iter()
+            .any(|secret| secret.on_change == Some(crate::plan::OnChange::Restart));
+    let values_in_env = plan.secrets.iter().any(|secret| secret.env_value.is_some())
+        || plan
+            .templates
+            .iter()
+            .any(|template| template.env_value.is_some());
+    if !(restarts && values_in_env) {
+        return None;
+    }
+    let base = session.process_env.clone();
+    let plan = plan.clone();
+    let templates = templates.clone();
+    let credentials = backends.credential_variables();
+    let dir = writer.map_or_else(|| plan.output.dir.clone(), |w| w.dir().to_path_buf());
+    Some(Box::new(move |resolution| {
+        let generation = crate::generation::Generation::build(&plan, &templates, resolution)
+            .map_err(crate::generation::one_error)?;
+        child_environment(&base, &generation, &credentials, |name| dir.join(name))
+    }))
 }
 
 /// Warns, once per file, about each credential file of the run's backends

@@ -5,6 +5,7 @@ mod check;
 mod docs;
 mod exec;
 mod get;
+mod health;
 mod inject;
 mod keygen;
 mod render;
@@ -276,6 +277,98 @@ pub(crate) struct ChildPolicy {
     pub(crate) die_with_supervisor: bool,
 }
 
+/// Warns once when the manifest configures watching and this run does not
+/// watch: those settings would otherwise be silently ignored.
+pub(crate) fn warn_unwatched(plan: &Plan, watching: bool) {
+    if !watching && plan.watch.configured {
+        tracing::warn!(
+            "refresh, on_change, max_stale and [watch] apply only with --watch; this run \
+             fetches once"
+        );
+    }
+}
+
+/// `exec --watch` / `run --watch`: the watcher to start beside the child.
+pub(crate) struct Watching {
+    setup: crate::watch::WatchSetup,
+    baseline: crate::watch::Baseline,
+    queue: crate::supervise::control::DirectiveQueue,
+}
+
+impl Watching {
+    /// The watcher of a program whose environment is `child_env`: hooks go
+    /// to the supervisor and start from that environment without the
+    /// variables that carry values. `start` is the first generation's
+    /// digests and, for `restart` with values in the environment, how to
+    /// build the restarted program's environment.
+    pub(crate) fn for_program(
+        plan: &Plan,
+        templates: &crate::template::Templates,
+        backends: &crate::resolve::Backends,
+        writer: Option<crate::output::GenerationWriter>,
+        (baseline, env_builder): (crate::watch::Baseline, Option<crate::watch::EnvBuilder>),
+        child_env: &[(std::ffi::OsString, std::ffi::OsString)],
+        metrics: Option<std::net::TcpListener>,
+    ) -> Self {
+        let restarts = plan.watch.on_change == Some(crate::plan::OnChange::Restart)
+            || plan
+                .secrets
+                .iter()
+                .any(|secret| secret.on_change == Some(crate::plan::OnChange::Restart));
+        let (directives, queue) = crate::supervise::control::channel_pair(restarts);
+        let sink = crate::watch::hooks::SupervisorSink {
+            directives,
+            base_env: hook_environment(plan, child_env),
+            grace: plan.watch.restart_grace,
+            restart_env: None,
+        };
+        Self {
+            setup: crate::watch::WatchSetup {
+                plan: plan.clone(),
+                templates: templates.clone(),
+                backends: backends.clone(),
+                writer,
+                sink: Box::new(sink),
+                env_builder,
+                metrics,
+            },
+            baseline,
+            queue,
+        }
+    }
+}
+
+/// Binds `--metrics-addr` during setup (before any privilege drop), so a
+/// taken or forbidden address fails the start, naming it.
+pub(crate) fn bind_metrics(
+    address: Option<std::net::SocketAddr>,
+) -> Result<Option<std::net::TcpListener>, Error> {
+    address
+        .map(|address| {
+            std::net::TcpListener::bind(address).map_err(|error| {
+                Error::io("cannot listen for --metrics-addr", error).with_subject(address)
+            })
+        })
+        .transpose()
+}
+
+/// The environment hooks start from: `env` without any variable that
+/// carries a value (`env_value`).
+pub(crate) fn hook_environment(
+    plan: &Plan,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let carries_value = |name: &std::ffi::OsStr| {
+        plan.secrets
+            .iter()
+            .any(|secret| secret.env_value.as_deref().is_some_and(|v| name == v))
+    };
+    env.iter()
+        .filter(|(name, _)| !carries_value(name))
+        .cloned()
+        .collect()
+}
+
 /// Runs `command` as the supervised child, with the backends' keep-alive
 /// beside it, then lets the backends release what this run obtained.
 /// Returns the child's exit code (or 128+n) as hushbox's own.
@@ -288,9 +381,26 @@ pub(crate) fn supervise_child(
     options: &crate::supervise::SupervisorOptions,
     policy: ChildPolicy,
     backends: &crate::resolve::Backends,
+    watching: Option<Watching>,
 ) -> Outcome {
     // Leases (database credentials) stay valid while the program runs.
     let keep_alive = backends.keep_alive();
+    let (watcher, queue) = match watching {
+        Some(Watching {
+            setup,
+            baseline,
+            queue,
+        }) => {
+            let cleanup = setup.plan.watch.cleanup_on_exit;
+            match crate::watch::start(setup, baseline) {
+                Ok(handle) => (Some((handle, cleanup)), Some(queue)),
+                Err(error) => {
+                    return Err(Error::io("cannot start the watcher", error).into());
+                }
+            }
+        }
+        None => (None, None),
+    };
     let mut command = command.into_iter();
     let spec = crate::supervise::ChildSpec {
         program: command.next().expect("clap requires a command"),
@@ -302,7 +412,14 @@ pub(crate) fn supervise_child(
         no_new_privs: policy.no_new_privs,
         die_with_supervisor: policy.die_with_supervisor,
     };
-    let outcome = crate::supervise::run(spec, options);
+    let outcome = crate::supervise::run_controlled(spec, options, queue.as_ref());
+    if let Some((handle, cleanup)) = watcher
+        && let Some((_, Some(writer))) = handle.stop()
+        && cleanup
+        && let Err(error) = writer.remove_all()
+    {
+        tracing::warn!(%error, "cleanup_on_exit: cannot remove the secret files");
+    }
     drop(keep_alive);
     release(backends);
     let code = outcome.map_err(|error| Failure {
@@ -338,6 +455,7 @@ pub fn dispatch(
         Command::Get(args) => get::get(&session, args),
         Command::Check(args) => check::check(&session, args),
         Command::Render(args) => render::render(&session, args),
+        Command::Health => health::health(&session),
         Command::Store(command) => store::store(&session, command),
         Command::Keygen(args) => keygen::keygen(&session, args),
         Command::Swarm(crate::cli::SwarmCommand::Sync(args)) => swarm::sync(&session, args),

@@ -6,8 +6,8 @@
 use hushbox_core::Error;
 
 use super::{
-    ChildPolicy, Failure, Outcome, Session, build_generation, end_setup, or_stopped, release,
-    resolve_plan, supervise_child,
+    ChildPolicy, Failure, Outcome, Session, Watching, build_generation, end_setup, or_stopped,
+    release, resolve_plan, supervise_child, warn_unwatched,
 };
 use crate::cli::RunArgs;
 use crate::deliver::child_environment;
@@ -26,6 +26,12 @@ pub fn prepare_signals(command: &crate::cli::Command) -> std::io::Result<Option<
             supervise::stop::watch()?;
             Ok(Some(mask))
         }
+        // The sidecar takes its stop signals synchronously too.
+        crate::cli::Command::Inject(args) if args.watch => {
+            let mask = supervise::block_signals()?;
+            supervise::stop::watch()?;
+            Ok(Some(mask))
+        }
         _ => Ok(None),
     }
 }
@@ -37,11 +43,13 @@ pub(super) fn run(
     hardening: crate::harden::Hardening,
 ) -> Outcome {
     let mask = signals.ok_or_else(|| Error::config("signals were not prepared for `run`"))?;
-    let plan = session.plan(Some(&args.resolve_env), None, false)?;
+    let mut plan = session.plan(Some(&args.resolve_env), None, false)?;
+    warn_unwatched(&plan, args.watch);
     let templates = session.templates(&plan)?;
+    let metrics = super::bind_metrics(args.metrics_addr)?;
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     let prepared = prepare(session, &plan, &templates, &backends, &args);
-    let (run_dir, env) = match prepared {
+    let (run_dir, env, writer, resolution) = match prepared {
         Ok(prepared) => prepared,
         Err(failure) => {
             release(&backends);
@@ -57,7 +65,31 @@ pub(super) fn run(
         }
         return Err(failure);
     }
-    hardening.restore_core_limit();
+    let watching = if args.watch {
+        // The private directory holds the status file, unless the manifest
+        // puts it elsewhere.
+        if plan.watch.status_file == plan.output.dir.join(crate::plan::DEFAULT_STATUS_FILE) {
+            plan.watch.status_file = run_dir.path().join(crate::plan::DEFAULT_STATUS_FILE);
+        }
+        let baseline = crate::watch::Baseline::of(&resolution);
+        drop(resolution);
+        let builder =
+            super::exec::env_builder(session, &plan, &templates, &backends, Some(&writer));
+        Some(Watching::for_program(
+            &plan,
+            &templates,
+            &backends,
+            Some(writer),
+            (baseline, builder),
+            &env,
+            metrics,
+        ))
+    } else {
+        drop(resolution);
+        drop(writer);
+        hardening.restore_core_limit();
+        None
+    };
     let options = SupervisorOptions {
         subreaper: false,
         mask,
@@ -74,6 +106,7 @@ pub(super) fn run(
             die_with_supervisor: true,
         },
         &backends,
+        watching,
     );
     // The private directory goes whatever happened to the program; a kept
     // one stays until a --discard run.
@@ -91,16 +124,25 @@ pub(super) fn run(
     Ok(code)
 }
 
+/// The private directory, the child's environment, the writer and the
+/// values (wiped by the caller).
+type Prepared = (
+    RunDir,
+    Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    GenerationWriter,
+    crate::resolve::Resolution,
+);
+
 /// Fetches, writes the private directory's generation, and builds the
-/// child's environment. Every value is wiped when this returns: the child
-/// runs while hushbox holds none.
+/// child's environment. The caller wipes the values (digesting them first
+/// under `--watch`) before the child runs.
 fn prepare(
     session: &Session,
     plan: &crate::plan::Plan,
     templates: &crate::template::Templates,
     backends: &Backends,
     args: &RunArgs,
-) -> Result<(RunDir, Vec<(std::ffi::OsString, std::ffi::OsString)>), Failure> {
+) -> Result<Prepared, Failure> {
     let resolution = resolve_plan(plan, backends)?;
     let generation = build_generation(plan, templates, &resolution)?;
     let run_dir = if args.keep || args.discard {
@@ -132,5 +174,6 @@ fn prepare(
         |name| writer.path_of(name),
     )?;
     generation.commit(&writer)?;
-    Ok((run_dir, env))
+    drop(generation);
+    Ok((run_dir, env, writer, resolution))
 }

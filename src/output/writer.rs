@@ -275,6 +275,26 @@ impl GenerationWriter {
         &self.dir
     }
 
+    /// Gives the output directory and its lock file to `uid:gid`, so a
+    /// watcher that has dropped to that user can go on committing (`exec
+    /// --watch --user`). Through the descriptor opened and checked in
+    /// [`GenerationWriter::open`], never by path. Takes the lock first, so
+    /// the lock file exists and no commit runs meanwhile.
+    pub fn hand_over(&self, uid: u32, gid: u32) -> Result<(), Error> {
+        let lock = self.lock()?;
+        let owner = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        for fd in [self.dir_fd.as_fd(), lock.as_fd()] {
+            fchown(fd, owner.0, owner.1).map_err(|errno| {
+                self.os_error(
+                    "cannot give the output directory to the program's user",
+                    errno,
+                    "",
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Removes every generation and link hushbox made (used by `run` at exit).
     ///
     /// Removes user-visible links that point into `..data`, then `..data`

@@ -287,6 +287,8 @@ pub(super) struct Reaped {
     pub(super) main: Option<i32>,
     /// The process has no children left at all.
     pub(super) no_children: bool,
+    /// Other processes reaped (orphans, helpers): pid and code.
+    pub(super) others: Vec<(i32, i32)>,
 }
 
 /// Reaps every child that has exited, the main one and any orphan that was
@@ -300,6 +302,7 @@ pub(super) fn reap(main: Pid) -> io::Result<Reaped> {
     let mut reaped = Reaped {
         main: None,
         no_children: false,
+        others: Vec::new(),
     };
     loop {
         let mut status: libc::c_int = 0;
@@ -330,7 +333,8 @@ pub(super) fn reap(main: Pid) -> io::Result<Reaped> {
                     tracing::debug!(pid, code, "child exited");
                     reaped.main = Some(code);
                 } else {
-                    tracing::debug!(pid, code, "reaped an orphaned process");
+                    tracing::debug!(pid, code, "reaped another process");
+                    reaped.others.push((pid, code));
                 }
             }
         }

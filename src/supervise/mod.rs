@@ -20,13 +20,14 @@
 //! those may carry secrets.
 
 mod child;
+pub mod control;
 mod signals;
 pub mod stop;
 mod user;
 
 use std::ffi::OsString;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::{Pid, getpid};
@@ -37,6 +38,7 @@ pub use signals::{SignalMask, block_signals};
 pub use user::{Credentials, resolve_user, resolve_user_in};
 
 /// What to run, and how.
+#[derive(Clone)]
 pub struct ChildSpec {
     /// The program: a path, or a name looked up in the `PATH` of [`env`](Self::env).
     pub program: OsString,
@@ -136,6 +138,18 @@ const REAP_INTERVAL: Duration = Duration::from_secs(1);
 /// Signals that arrived before the child existed were kept pending by the
 /// mask and are forwarded as soon as it does.
 pub fn run(spec: ChildSpec, options: &SupervisorOptions) -> Result<i32, SpawnError> {
+    run_controlled(spec, options, None)
+}
+
+/// [`run`], also taking [`control::Directive`]s from `queue` (the
+/// watcher's hooks): the child may be signalled, restarted (never two at
+/// once: the old one is reaped before the new one starts) or stopped, and
+/// helpers run beside it.
+pub fn run_controlled(
+    spec: ChildSpec,
+    options: &SupervisorOptions,
+    queue: Option<&control::DirectiveQueue>,
+) -> Result<i32, SpawnError> {
     let set = signals::supervised_set();
     // block_signals() has done this already for a well-behaved caller; doing
     // it again for this thread is free and makes the wait below sound even if
@@ -153,60 +167,278 @@ pub fn run(spec: ChildSpec, options: &SupervisorOptions) -> Result<i32, SpawnErr
     }
 
     let program = spec.program.to_string_lossy().into_owned();
+    let _attached = queue.map(control::DirectiveQueue::attach);
+    // Kept only when a restart may come: the environment may hold values.
+    let respawn = queue.filter(|queue| queue.restarts).map(|_| spec.clone());
     let started = child::spawn(spec, &options.mask)?;
     let (pid, terminal) = (started.pid.as_raw(), started.took_terminal);
     tracing::debug!(pid, %program, terminal, "started child");
 
-    let outcome = supervise(started.pid, &set);
-    if started.took_terminal {
+    let mut state = Supervision {
+        child: started.pid,
+        took_terminal: started.took_terminal,
+        respawn,
+        queue,
+        mask: options.mask,
+        stopping: None,
+        helpers: Vec::new(),
+    };
+    let outcome = state.supervise(&set);
+    if state.took_terminal {
         child::reclaim_terminal();
     }
     outcome
 }
 
-/// The supervisor loop: wait for a signal, forward it or reap, until the
-/// main child has been reaped.
-fn supervise(child: Pid, set: &nix::sys::signal::SigSet) -> Result<i32, SpawnError> {
-    let pid = child.as_raw();
-    loop {
-        let wakeup = signals::wait_for_signal(set, REAP_INTERVAL)
-            .map_err(|error| SpawnError::internal("waiting for signals failed", error))?;
-        match wakeup {
-            // Not forwarded: it only means "reap".
-            Wakeup::Signal { signo, .. } if signo == Signal::SIGCHLD as i32 => {}
-            // Raised by hushbox's own doing (SIGPIPE from a log line written
-            // to a closed pipe, say): it is not addressed to the child.
-            Wakeup::Signal {
-                signo,
-                from_self: true,
-            } => {
-                let signal = signals::name(signo);
-                tracing::debug!(%signal, "not forwarding a signal hushbox raised itself");
+/// A stop the supervisor asked for itself (a restart or a stop directive).
+struct Stopping {
+    /// When SIGKILL follows the SIGTERM.
+    kill_at: Instant,
+    killed: bool,
+    /// Start the child again once it has been reaped.
+    restart: bool,
+    env: Option<Vec<(OsString, OsString)>>,
+}
+
+/// A running helper.
+struct Helper {
+    pid: i32,
+    label: String,
+    kill_at: Instant,
+    killed: bool,
+}
+
+/// The supervisor loop's state.
+struct Supervision<'a> {
+    child: Pid,
+    took_terminal: bool,
+    /// What to start again on a restart (with directives only).
+    respawn: Option<ChildSpec>,
+    queue: Option<&'a control::DirectiveQueue>,
+    mask: SignalMask,
+    stopping: Option<Stopping>,
+    helpers: Vec<Helper>,
+}
+
+impl Supervision<'_> {
+    /// The supervisor loop: wait for a signal, forward it or reap, until
+    /// the main child has been reaped (and not restarted).
+    fn supervise(&mut self, set: &nix::sys::signal::SigSet) -> Result<i32, SpawnError> {
+        loop {
+            let wakeup = signals::wait_for_signal(set, self.next_timeout())
+                .map_err(|error| SpawnError::internal("waiting for signals failed", error))?;
+            match wakeup {
+                // Not forwarded: it only means "reap".
+                Wakeup::Signal { signo, .. } if signo == Signal::SIGCHLD as i32 => {}
+                // Raised by hushbox's own doing (SIGPIPE from a log line
+                // written to a closed pipe, the watcher's wake-up): it is
+                // not addressed to the child.
+                Wakeup::Signal {
+                    signo,
+                    from_self: true,
+                } => {
+                    if signo != control::wake_signal() {
+                        let signal = signals::name(signo);
+                        tracing::debug!(%signal, "not forwarding a signal hushbox raised itself");
+                    }
+                }
+                Wakeup::Signal { signo, .. } => {
+                    let signal = signals::name(signo);
+                    let pid = self.child.as_raw();
+                    match signals::forward(signo, self.child) {
+                        Ok(()) => tracing::debug!(%signal, pid, "forwarded signal"),
+                        Err(errno) => tracing::debug!(%signal, pid, %errno, "could not forward"),
+                    }
+                    // Someone stops the container during a restart: the
+                    // program is not started again.
+                    if stop::STOP_SIGNALS.iter().any(|s| *s as i32 == signo)
+                        && let Some(stopping) = &mut self.stopping
+                    {
+                        stopping.restart = false;
+                    }
+                }
+                Wakeup::Nothing => {}
             }
-            Wakeup::Signal { signo, .. } => {
-                let signal = signals::name(signo);
-                match signals::forward(signo, child) {
-                    Ok(()) => tracing::debug!(%signal, pid, "forwarded signal"),
-                    Err(errno) => tracing::debug!(%signal, pid, %errno, "could not forward"),
+            self.take_directives();
+
+            // After every wakeup, not only SIGCHLD: cheap, and it is what
+            // makes the timeout a safety net.
+            let reaped = child::reap(self.child)
+                .map_err(|error| SpawnError::internal("waiting for the child failed", error))?;
+            for (pid, code) in &reaped.others {
+                self.helper_ended(*pid, *code);
+            }
+            if let Some(code) = reaped.main {
+                match self.stopping.take() {
+                    Some(Stopping {
+                        restart: true, env, ..
+                    }) => {
+                        self.start_again(env)?;
+                        continue;
+                    }
+                    _ => return Ok(code),
                 }
             }
-            Wakeup::Nothing => {}
+            if reaped.no_children {
+                // Someone else collected the status (a SIGCHLD set to
+                // SIG_IGN behind our back, or another thread's waitpid):
+                // the code is lost.
+                return Err(SpawnError::internal(
+                    "the child's exit status was collected elsewhere",
+                    format!("pid {}", self.child.as_raw()),
+                ));
+            }
+            self.enforce_deadlines();
         }
+    }
 
-        // After every wakeup, not only SIGCHLD: cheap, and it is what makes
-        // the timeout a safety net.
-        let reaped = child::reap(child)
-            .map_err(|error| SpawnError::internal("waiting for the child failed", error))?;
-        if let Some(code) = reaped.main {
-            return Ok(code);
+    /// How long the next wait may last: the reaping interval, or less when
+    /// a deadline (a restart's SIGKILL, a helper's timeout) comes first.
+    fn next_timeout(&self) -> Duration {
+        let now = Instant::now();
+        let deadlines = self
+            .stopping
+            .iter()
+            .filter(|stopping| !stopping.killed)
+            .map(|stopping| stopping.kill_at)
+            .chain(
+                self.helpers
+                    .iter()
+                    .filter(|helper| !helper.killed)
+                    .map(|helper| helper.kill_at),
+            );
+        deadlines
+            .map(|deadline| deadline.saturating_duration_since(now))
+            .fold(REAP_INTERVAL, Duration::min)
+            .max(Duration::from_millis(1))
+    }
+
+    fn take_directives(&mut self) {
+        let Some(queue) = self.queue else { return };
+        while let Some(directive) = queue.next() {
+            tracing::debug!(?directive, "directive from the watcher");
+            match directive {
+                control::Directive::Signal(signal) => {
+                    if self.stopping.is_some() {
+                        continue;
+                    }
+                    let pid = self.child.as_raw();
+                    match signals::forward(signal as i32, self.child) {
+                        Ok(()) => tracing::info!(%signal, pid, "signalled the program"),
+                        Err(errno) => {
+                            tracing::warn!(%signal, pid, %errno, "could not signal the program")
+                        }
+                    }
+                }
+                control::Directive::Restart { grace, env } => match &mut self.stopping {
+                    // Already stopping: a newer environment wins.
+                    Some(stopping) => {
+                        if env.is_some() {
+                            stopping.env = env;
+                        }
+                    }
+                    None => {
+                        tracing::info!(pid = self.child.as_raw(), "restarting the program");
+                        self.begin_stop(grace, true, env);
+                    }
+                },
+                control::Directive::Stop { grace } => match &mut self.stopping {
+                    Some(stopping) => stopping.restart = false,
+                    None => self.begin_stop(grace, false, None),
+                },
+                control::Directive::Helper(spec) => match control::spawn_helper(&spec) {
+                    Ok(helper) => {
+                        let pid = helper.id() as i32;
+                        // The handle is dropped: this loop reaps by pid.
+                        drop(helper);
+                        tracing::debug!(pid, hook = %spec.label, "started hook");
+                        self.helpers.push(Helper {
+                            pid,
+                            label: spec.label,
+                            kill_at: Instant::now() + spec.timeout,
+                            killed: false,
+                        });
+                    }
+                    Err(error) => {
+                        tracing::warn!(hook = %spec.label, %error, "cannot start the hook")
+                    }
+                },
+            }
         }
-        if reaped.no_children {
-            // Someone else collected the status (a SIGCHLD set to SIG_IGN
-            // behind our back, or another thread's waitpid): the code is lost.
-            return Err(SpawnError::internal(
-                "the child's exit status was collected elsewhere",
-                format!("pid {pid}"),
-            ));
+    }
+
+    fn begin_stop(
+        &mut self,
+        grace: Duration,
+        restart: bool,
+        env: Option<Vec<(OsString, OsString)>>,
+    ) {
+        let _ = signals::forward(Signal::SIGTERM as i32, self.child);
+        self.stopping = Some(Stopping {
+            kill_at: Instant::now() + grace,
+            killed: false,
+            restart,
+            env,
+        });
+    }
+
+    /// Starts the program again after a restart's stop: first whatever is
+    /// left of the old process group is killed, so no two generations of
+    /// the program ever run at once.
+    fn start_again(&mut self, env: Option<Vec<(OsString, OsString)>>) -> Result<(), SpawnError> {
+        let _ = nix::sys::signal::killpg(self.child, Signal::SIGKILL);
+        if self.took_terminal {
+            child::reclaim_terminal();
+        }
+        let mut spec = self
+            .respawn
+            .clone()
+            .ok_or_else(|| SpawnError::internal("cannot restart", "no program to start"))?;
+        if let Some(env) = env {
+            spec.env = env;
+            if let Some(respawn) = &mut self.respawn {
+                respawn.env = spec.env.clone();
+            }
+        }
+        let started = child::spawn(spec, &self.mask)?;
+        self.child = started.pid;
+        self.took_terminal = started.took_terminal;
+        tracing::info!(pid = started.pid.as_raw(), "restarted the program");
+        Ok(())
+    }
+
+    fn helper_ended(&mut self, pid: i32, code: i32) {
+        let Some(index) = self.helpers.iter().position(|helper| helper.pid == pid) else {
+            return;
+        };
+        let helper = self.helpers.swap_remove(index);
+        if helper.killed {
+            tracing::warn!(hook = %helper.label, "the hook timed out and was killed");
+        } else if code == 0 {
+            tracing::info!(hook = %helper.label, "hook succeeded");
+        } else {
+            tracing::warn!(hook = %helper.label, code, "the hook failed");
+        }
+    }
+
+    fn enforce_deadlines(&mut self) {
+        let now = Instant::now();
+        if let Some(stopping) = &mut self.stopping
+            && !stopping.killed
+            && now >= stopping.kill_at
+        {
+            tracing::warn!(
+                pid = self.child.as_raw(),
+                "the program did not stop within its grace period; sending SIGKILL"
+            );
+            let _ = signals::forward(Signal::SIGKILL as i32, self.child);
+            stopping.killed = true;
+        }
+        for helper in &mut self.helpers {
+            if !helper.killed && now >= helper.kill_at {
+                let _ = nix::sys::signal::killpg(Pid::from_raw(helper.pid), Signal::SIGKILL);
+                helper.killed = true;
+            }
         }
     }
 }

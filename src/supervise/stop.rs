@@ -117,6 +117,24 @@ pub fn stopped_error(signo: i32) -> hushbox_core::Error {
     )
 }
 
+/// Waits until one of [`STOP_SIGNALS`] arrives and returns it: the main
+/// loop of a process with no child to supervise (`inject --watch`). The
+/// signals must be blocked, as `block_signals` leaves them; any other
+/// signal stays pending and is ignored.
+pub fn wait_for_stop() -> std::io::Result<i32> {
+    let mut set = SigSet::empty();
+    for signal in STOP_SIGNALS {
+        set.add(signal);
+    }
+    loop {
+        if let Wakeup::Signal { signo, .. } =
+            signals::wait_for_signal(&set, Duration::from_secs(3600))?
+        {
+            return Ok(signo);
+        }
+    }
+}
+
 /// hushbox's exit code for a stop by `signo`: 128+n, as a shell reports it.
 pub fn exit_code(signo: i32) -> u8 {
     u8::try_from(128 + signo).unwrap_or(u8::MAX)

@@ -49,6 +49,12 @@ pub struct AgeStore {
     trust: Mutex<Option<Arc<Trust>>>,
     warned_unprotected: AtomicBool,
     warned_unanchored: AtomicBool,
+    /// The newest record this process read or wrote. A long-running
+    /// process (`--watch` after a privilege drop) may lose access to the
+    /// state file it read at start; the record it holds keeps rollback and
+    /// key-swap detection on for its life.
+    remembered: Mutex<Option<Seen>>,
+    warned_state_unreadable: AtomicBool,
 }
 
 impl fmt::Debug for AgeStore {
@@ -263,6 +269,8 @@ impl AgeStore {
             trust: Mutex::new(None),
             warned_unprotected: AtomicBool::new(false),
             warned_unanchored: AtomicBool::new(false),
+            remembered: Mutex::new(None),
+            warned_state_unreadable: AtomicBool::new(false),
         }
     }
 
@@ -304,18 +312,47 @@ impl AgeStore {
     }
 
     fn seen(&self) -> Option<Seen> {
-        let file = self.state_file()?;
-        match state::load(&file) {
+        let held = self
+            .remembered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let from_file = self.state_file().and_then(|file| match state::load(&file) {
             Ok(seen) => seen,
             Err(error) => {
-                tracing::warn!(
-                    file = %file.display(),
-                    %error,
-                    "cannot read hushbox's record of this store; rollback detection is off until it is rewritten"
-                );
+                if held.is_none() {
+                    tracing::warn!(
+                        file = %file.display(),
+                        %error,
+                        "cannot read hushbox's record of this store; rollback detection is off until it is rewritten"
+                    );
+                } else if !self.warned_state_unreadable.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(
+                        file = %file.display(),
+                        %error,
+                        "cannot read hushbox's record of this store any more; using the one held in memory"
+                    );
+                }
                 None
             }
+        });
+        // The newer of the two: a record never goes backwards.
+        let newest = match (from_file, held) {
+            (Some(file), Some(held)) if held.version > file.version => Some(held),
+            (Some(file), _) => Some(file),
+            (None, held) => held,
+        };
+        if let Some(newest) = &newest {
+            self.hold(newest.clone());
         }
+        newest
+    }
+
+    fn hold(&self, seen: Seen) {
+        *self
+            .remembered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(seen);
     }
 
     /// Records `index` as the newest manifest this machine has verified.
@@ -331,6 +368,28 @@ impl AgeStore {
     /// [`Self::remember`], returning why it could not record instead of
     /// warning.
     fn try_remember(&self, index: &Index) -> Result<(), String> {
+        // Held before the file is written: a process that verified the
+        // store once is anchored by what it holds, file or not.
+        let anchored = self
+            .remembered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some();
+        match self.write_record(index) {
+            Ok(()) => {
+                self.hold(Seen::of(index));
+                Ok(())
+            }
+            Err(why) if anchored => {
+                tracing::debug!(why, "keeping the store's record in memory only");
+                self.hold(Seen::of(index));
+                Ok(())
+            }
+            Err(why) => Err(why),
+        }
+    }
+
+    fn write_record(&self, index: &Index) -> Result<(), String> {
         let Some(file) = self.state_file() else {
             return Err(
                 "there is no state directory (neither XDG_STATE_HOME nor HOME is set)".to_owned(),
@@ -375,6 +434,28 @@ impl AgeStore {
         );
         *slot = Some(Arc::clone(&identities));
         Ok(identities)
+    }
+
+    /// The integrity manifest's store id and version counter, read without
+    /// decrypting anything: every write through hushbox moves the counter,
+    /// so the same token means no secret of the store changed. `None`
+    /// without a manifest (or one that does not parse): the caller must
+    /// then read the secrets to know. A hint only: the reads that follow a
+    /// moved token still verify everything.
+    pub fn change_token(&self) -> Option<String> {
+        let path = self.manifest_path();
+        let bytes = store::read_optional(&self.root().ok()?, &path).ok()??;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let mut store_id = None;
+        let mut version = None;
+        for line in text.lines().take(16) {
+            if let Some(id) = line.strip_prefix("store ") {
+                store_id = Some(id.trim());
+            } else if let Some(number) = line.strip_prefix("version ") {
+                version = number.trim().parse::<u64>().ok();
+            }
+        }
+        Some(format!("{}:{}", store_id?, version?))
     }
 
     // ----- loading and judging the manifest -----

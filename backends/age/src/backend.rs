@@ -191,6 +191,14 @@ impl Backend for AgeBackend {
             .collect()
     }
 
+    /// The integrity manifest's version counter, which every write moves
+    /// (see [`AgeStore::change_token`]); unknown for a store without one.
+    async fn change_token(&self, location: &SecretRef) -> Result<Option<String>> {
+        let _ = location;
+        let store = Arc::clone(&self.store);
+        blocking(move || store.change_token()).await
+    }
+
     /// Encrypts `value` to `<store>/<path>.age`, creating directories as
     /// needed, and records it in the integrity manifest.
     ///

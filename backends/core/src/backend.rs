@@ -144,6 +144,49 @@ pub trait Backend: Send + Sync + fmt::Debug {
             .await
     }
 
+    /// A cheap signal of change for `location`, for the watcher: a token
+    /// that moves whenever the document may have changed (a version
+    /// counter, metadata), fetched without reading the value. The watcher
+    /// skips the fetch while the token stays the same.
+    ///
+    /// # Behavior
+    /// - `Ok(None)` means "unknown": the watcher fetches and compares
+    ///   digests. The default.
+    /// - A token never contains the value or anything derived from it.
+    /// - A token may move without a change (the watcher then fetches and
+    ///   finds nothing new); it must never stay put across a change.
+    async fn change_token(&self, location: &SecretRef) -> Result<Option<String>> {
+        let _ = location;
+        Ok(None)
+    }
+
+    /// A file on this machine whose changes are changes of `location`
+    /// (the `file` backend's own file), for the watcher to follow with
+    /// inotify instead of waiting for the next round. Default: none.
+    fn watch_path(&self, location: &SecretRef) -> Option<PathBuf> {
+        let _ = location;
+        None
+    }
+
+    /// How long a lease this instance obtained has left, counting the
+    /// renewals its [`Backend::keep_alive`] made. The watcher fetches new
+    /// values when it runs low (a lease that reached its max TTL).
+    ///
+    /// # Behavior
+    /// - `None`: unknown (the default); the watcher re-fetches at two
+    ///   thirds of the lease's first TTL instead.
+    fn lease_remaining(&self, lease_id: &str) -> Option<Duration> {
+        let _ = lease_id;
+        None
+    }
+
+    /// Revokes one lease this instance obtained, once the watcher has
+    /// replaced its values. Default: nothing to revoke.
+    async fn release_lease(&self, lease_id: &str) -> Result<()> {
+        let _ = lease_id;
+        Ok(())
+    }
+
     /// Stores `value` at `path`, replacing what was there.
     ///
     /// # Behavior

@@ -185,6 +185,12 @@ impl Backend for FileBackend {
     /// - The bytes come back exactly as stored: no newline is trimmed.
     /// - Paths ending in `.env` are `.env` documents, others JSON.
     /// - No version and no lease.
+    /// The file itself: the watcher follows it (and its directory, for
+    /// editors that replace by rename) with inotify.
+    fn watch_path(&self, location: &SecretRef) -> Option<PathBuf> {
+        self.resolve(location).ok()
+    }
+
     async fn fetch(&self, location: &SecretRef) -> Result<Document> {
         let span = tracing::debug_span!("file.fetch", secret = %location);
         let path = self.resolve(location)?;

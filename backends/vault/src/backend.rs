@@ -190,6 +190,44 @@ impl VaultBackend {
         }
     }
 
+    /// A KV version 2 secret's `current_version`, from its metadata: the
+    /// data is not read. `None` for everything else (KV version 1, leased
+    /// and logical paths, and a pinned `?version=N`, which never changes).
+    async fn kv2_current_version(
+        &self,
+        location: &SecretRef,
+    ) -> std::result::Result<Option<String>, VaultError> {
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            data: MetadataData,
+        }
+        #[derive(serde::Deserialize)]
+        struct MetadataData {
+            current_version: u64,
+        }
+        let inner = &*self.inner;
+        let path = location.path().trim_start_matches('/');
+        if path.is_empty()
+            || path.split('/').any(|part| part == "..")
+            || !location.params().is_empty()
+        {
+            return Ok(None);
+        }
+        let mount = inner.mounts.resolve(&inner.client, path).await?;
+        if !matches!(mount.engine, Engine::Kv(KvVersion::V2)) {
+            return Ok(None);
+        }
+        let api_path = format!("{}metadata/{}", mount.path, mount.relative(path));
+        let mut call = Call::get(&api_path);
+        call.limit = 1024 * 1024;
+        let answer = inner.client.call(&call).await?;
+        // Metadata holds no value; a body that does not parse says nothing
+        // and the caller reads the secret instead.
+        Ok(serde_json::from_slice::<Metadata>(answer.body.expose())
+            .ok()
+            .map(|metadata| metadata.data.current_version.to_string()))
+    }
+
     /// Renews one lease by `increment` (the lease's own default without
     /// one), through `sys/leases/renew`, and returns it with its new TTL.
     ///
@@ -593,6 +631,24 @@ impl Backend for VaultBackend {
 
     async fn fetch_many(&self, locations: &[SecretRef]) -> Vec<Result<Document>> {
         self.fetch_distinct(locations).await
+    }
+
+    /// What is left of a lease this instance holds, as its renewals keep it.
+    fn lease_remaining(&self, lease_id: &str) -> Option<Duration> {
+        Some(self.inner.leases.remaining(lease_id))
+    }
+
+    /// `sys/leases/revoke` of a lease whose values the watcher replaced.
+    async fn release_lease(&self, lease_id: &str) -> Result<()> {
+        self.revoke_lease(lease_id).await
+    }
+
+    /// KV version 2: the metadata's `current_version`, read before (and
+    /// instead of) the data, as Vault Agent polls. Unknown elsewhere.
+    async fn change_token(&self, location: &SecretRef) -> Result<Option<String>> {
+        self.kv2_current_version(location)
+            .await
+            .map_err(|error| Error::from(error).with_subject(location))
     }
 
     /// Renewable leases (database credentials, say) must outlive the fetch
