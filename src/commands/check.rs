@@ -66,7 +66,11 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
     }
     match &plan.manifest_path {
         Some(path) => println!("manifest: {}", path.display()),
-        None => println!("manifest: none (default backends only)"),
+        None => println!(
+            "manifest: none (no {} in {} or above it; default backends only)",
+            crate::manifest::FILE_NAME,
+            session.cwd.display()
+        ),
     }
     println!(
         "output:   {} (mode {:04o})",

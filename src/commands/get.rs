@@ -19,8 +19,7 @@ pub(super) fn get(session: &Session, args: GetArgs) -> Outcome {
     let backend = build_one(
         &session.registry,
         reference.scheme(),
-        &backend_plan.kind,
-        backend_plan.settings.clone(),
+        backend_plan,
         &plan.base_dir,
         &session.env,
     )?;

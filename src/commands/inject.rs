@@ -10,6 +10,9 @@ use crate::plan::Plan;
 use crate::resolve::{Backends, Resolution, resolve};
 
 pub(super) fn inject(session: &Session, args: InjectArgs) -> Outcome {
+    // Without a manifest there is nothing to write: say so, before any
+    // check of the output directory could name a later symptom.
+    session.require_manifest()?;
     let plan = session.plan(None, args.dir, args.allow_disk)?;
     // Refuse a bad output directory before fetching anything.
     let writer = GenerationWriter::open(output_options(&plan))?;

@@ -37,9 +37,14 @@ pub struct Failure {
 /// error.
 pub fn print_error(error: &Error) {
     eprintln!("hushbox: error: {error}");
+    let message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
+        // `Error::io` already says the OS's reason in the message.
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            eprintln!("  caused by: {cause_text}");
+        }
         source = cause.source();
     }
 }
@@ -150,6 +155,14 @@ impl Session {
             allow_disk,
         };
         Plan::build(&inputs, &self.env)
+    }
+
+    /// The manifest, for a command that has nothing to do without one;
+    /// without one, an error that says where hushbox looked.
+    pub fn require_manifest(&self) -> Result<&(Manifest, PathBuf), Error> {
+        self.manifest
+            .as_ref()
+            .ok_or_else(|| manifest::not_found_error(&self.cwd))
     }
 
     /// The manifest's directory, or the current directory.

@@ -40,7 +40,24 @@ fn open(session: &Session, args: &StoreArgs) -> Result<AgeStore, Error> {
             }
         },
         (None, [(name, settings)]) => (name.as_str(), (*settings).clone()),
-        (None, []) => ("age", toml::Table::new()),
+        (None, []) => {
+            // The default instance: its errors must not name a
+            // `[backends.age]` section that no manifest has.
+            let context = BackendContext {
+                name: hushbox_age::SCHEME,
+                base_dir: session.base_dir(),
+                env: &session.env,
+            };
+            return AgeStore::from_config(&AgeConfig::default(), &context).map_err(|error| {
+                if error.subject() != Some("[backends.age]") {
+                    return error;
+                }
+                Error::new(error.kind(), error.message().to_owned()).with_subject(
+                    "the default `age` backend (configured from the environment: \
+                     no [backends.age] in a manifest)",
+                )
+            });
+        }
         (None, _) => {
             return Err(Error::config(
                 "the manifest has several age backends; choose one with --backend NAME",

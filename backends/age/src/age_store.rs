@@ -367,7 +367,15 @@ impl AgeStore {
         if let Some(identities) = slot.as_ref() {
             return Ok(Arc::clone(identities));
         }
-        let identities = Arc::new(Identities::load(&self.settings.identity_file)?);
+        let identities = Arc::new(Identities::load(&self.settings.identity_file).map_err(
+            |error| match error {
+                AgeError::IdentityMissing { path, .. } => AgeError::IdentityMissing {
+                    path,
+                    defaulted: self.settings.identity_defaulted,
+                },
+                other => other,
+            },
+        )?);
         tracing::debug!(
             backend = %self.name,
             identity_file = %self.settings.identity_file.display(),
