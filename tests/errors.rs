@@ -510,3 +510,56 @@ fn a_defaulted_vault_address_that_refuses_fails_at_once_and_names_vault_addr() {
     assert!(text.contains("gave up after"), "{text}");
     assert!(!text.contains("assumed"), "{text}");
 }
+
+#[test]
+fn a_missing_default_store_is_named_as_the_default() {
+    let home = tempfile::tempdir().unwrap();
+    let store = home.path().join(".passage/store");
+    for args in [
+        &["get", "age://prod/db"][..],
+        &["store", "get", "prod/db"][..],
+    ] {
+        let output = std::process::Command::new(HUSHBOX)
+            .args(args)
+            .current_dir(home.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        assert_eq!(code(&output), NOT_FOUND, "{}", stderr(&output));
+        let text = stderr(&output);
+        let error = text
+            .lines()
+            .find(|line| line.starts_with("hushbox: error: "))
+            .unwrap_or_else(|| panic!("{args:?}: no error line in {text}"));
+        for needle in [
+            "no such secret",
+            &format!("{} is the default store", store.display()),
+            "HUSHBOX_STORE and PASSAGE_DIR are unset",
+            "hushbox store init",
+        ] {
+            assert!(
+                error.contains(needle),
+                "{args:?}: `{needle}` missing from {error}"
+            );
+        }
+    }
+    // A store the user named is not called a default.
+    let named = home.path().join("named");
+    let output = std::process::Command::new(HUSHBOX)
+        .args(["get", "age://prod/db"])
+        .current_dir(home.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", home.path())
+        .env("HUSHBOX_STORE", &named)
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), NOT_FOUND, "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("default store"),
+        "{}",
+        stderr(&output)
+    );
+}

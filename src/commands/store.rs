@@ -279,7 +279,9 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
         }
         StoreCommand::Get { store, name } => {
             let store = open(session, &store)?;
-            let value = store.get(&name)?;
+            let value = store
+                .get(&name)
+                .map_err(|error| store.explain_missing(error))?;
             let mut stdout = std::io::stdout().lock();
             // The user asked for this value on stdout.
             stdout

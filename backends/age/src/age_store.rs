@@ -282,6 +282,27 @@ impl AgeStore {
         &self.settings
     }
 
+    /// A "no such secret" from a store that does not exist where no
+    /// setting named one: says that the path was the default, and how to
+    /// name the store meant. Other errors pass unchanged.
+    pub fn explain_missing(&self, error: Error) -> Error {
+        if error.kind() != hushbox_core::ErrorKind::NotFound
+            || !self.settings.store_defaulted
+            || self.settings.store.exists()
+        {
+            return error;
+        }
+        error.with_hint(format!(
+            "{} is the default store (no manifest names a store; {} and {} are unset): \
+             run this in the project whose hushbox.toml names its store, set {}, \
+             or create a store with `hushbox store init`",
+            self.settings.store.display(),
+            crate::config::ENV_STORE,
+            crate::config::ENV_PASSAGE_DIR,
+            crate::config::ENV_STORE,
+        ))
+    }
+
     fn manifest_path(&self) -> PathBuf {
         self.settings.store.join(INTEGRITY_FILE)
     }

@@ -73,6 +73,10 @@ impl fmt::Debug for AgeConfig {
 pub struct AgeSettings {
     /// The store directory.
     pub store: PathBuf,
+    /// Whether no setting named the store (not the manifest,
+    /// `HUSHBOX_STORE` nor `PASSAGE_DIR`): the default `~/.passage/store`
+    /// was filled in, and errors say so.
+    pub store_defaulted: bool,
     /// The identity file.
     pub identity_file: PathBuf,
     /// The largest plaintext accepted, in bytes.
@@ -104,6 +108,7 @@ impl AgeSettings {
     pub fn new(store: impl Into<PathBuf>, identity_file: impl Into<PathBuf>) -> Self {
         Self {
             store: store.into(),
+            store_defaulted: false,
             identity_file: identity_file.into(),
             max_size: DEFAULT_SIZE_LIMIT,
             state_dir: None,
@@ -120,6 +125,7 @@ impl fmt::Debug for AgeSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgeSettings")
             .field("store", &self.store)
+            .field("store_defaulted", &self.store_defaulted)
             .field("identity_file", &self.identity_file)
             .field("max_size", &self.max_size)
             .field("state_dir", &self.state_dir)
@@ -241,6 +247,7 @@ impl AgeConfig {
         })?;
         Ok(AgeSettings {
             store,
+            store_defaulted,
             identity_file,
             max_size,
             state_dir: state_dir(context),

@@ -66,6 +66,7 @@ impl Fixture {
             trust: Default::default(),
             identity_variable: None,
             identity_defaulted: false,
+            store_defaulted: false,
             require_integrity: false,
             integrity_key: None,
         }
@@ -100,6 +101,7 @@ impl Fixture {
                 trust: Default::default(),
                 identity_variable: None,
                 identity_defaulted: false,
+                store_defaulted: false,
                 require_integrity: false,
                 integrity_key: None,
             },
