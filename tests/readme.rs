@@ -600,3 +600,34 @@ fn the_vault_block_runs_against_a_real_openbao() {
     // `check --fetch` fetched all three.
     assert!(printed.contains("ok: 3 secrets"), "{printed}");
 }
+
+#[test]
+fn the_exit_code_table_lists_exactly_the_codes_the_binary_has() {
+    let output = Command::new(HUSHBOX).arg("exit-codes").output().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let binary: Vec<u8> = stdout(&output)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .collect();
+    let section = README
+        .split("\n## Exit codes\n")
+        .nth(1)
+        .expect("the README's `## Exit codes` section");
+    let readme: Vec<u8> = section
+        .lines()
+        .take_while(|line| !line.starts_with("## "))
+        .filter_map(|line| {
+            line.strip_prefix("| ")?
+                .split(" |")
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(binary.len() >= 10, "{binary:?}");
+    assert_eq!(
+        readme, binary,
+        "README's exit codes vs `hushbox exit-codes`"
+    );
+}
