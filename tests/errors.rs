@@ -563,3 +563,48 @@ fn a_missing_default_store_is_named_as_the_default() {
         stderr(&output)
     );
 }
+
+#[test]
+fn writes_the_os_refuses_say_so_store_set_and_keygen() {
+    let project = Project::new();
+    let dir = project.path("secrets/dev");
+    chmod(&dir, 0o500);
+    let mut command = project.user.command(HUSHBOX);
+    command
+        .args(["store", "set", "dev/C"])
+        .current_dir(&project.dir)
+        .env("HOME", &project.home);
+    let output = run_with_stdin(command, Some(b"value-c"));
+    chmod(&dir, 0o700);
+    assert_error(
+        &output,
+        PERMISSION,
+        &[
+            "age://dev/C",
+            "cannot write",
+            "secrets/dev/C.age",
+            DENIED,
+            CHECK_MODE,
+        ],
+    );
+    assert!(!project.path("secrets/dev/C.age").exists());
+
+    // An identity file where the user may not write.
+    let output = project.run_in(
+        &project.dir,
+        &["keygen"],
+        &[("HUSHBOX_IDENTITY", "/root/hushbox-identity.txt")],
+    );
+    assert_error(
+        &output,
+        PERMISSION,
+        &[
+            "cannot create /root/hushbox-identity.txt",
+            DENIED,
+            CHECK_MODE,
+        ],
+    );
+    // And one that exists: never overwritten.
+    let output = project.run(&["keygen"]);
+    assert_error(&output, CONFIG, &["already exists", "never overwrites"]);
+}
