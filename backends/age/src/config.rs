@@ -229,9 +229,7 @@ impl AgeConfig {
             }
             .with_subject(subject())
         })?;
-        let identity_defaulted = identity_file == DEFAULT_IDENTITY_FILE
-            && identity_variable.is_none()
-            && self.identity_file.is_none();
+        let identity_defaulted = identity_variable.is_none() && self.identity_file.is_none();
         let identity_file = context.resolve_path(identity_file).map_err(|error| {
             if identity_defaulted {
                 Error::config(format!(
@@ -350,6 +348,22 @@ mod tests {
             settings.identity_file,
             Path::new("/home/u/.config/hushbox/identity.txt")
         );
+    }
+
+    #[test]
+    fn defaults_are_marked_as_defaults_and_named_settings_are_not() {
+        let settings = resolve(&AgeConfig::default(), &[]).unwrap();
+        assert!(settings.store_defaulted && settings.identity_defaulted);
+        let env = [("HUSHBOX_IDENTITY", "/env/id"), ("PASSAGE_DIR", "/p")];
+        let settings = resolve(&AgeConfig::default(), &env).unwrap();
+        assert!(!settings.store_defaulted && !settings.identity_defaulted);
+        let config = AgeConfig {
+            store: Some("secrets".into()),
+            identity_file: Some("id.txt".into()),
+            ..AgeConfig::default()
+        };
+        let settings = resolve(&config, &[]).unwrap();
+        assert!(!settings.store_defaulted && !settings.identity_defaulted);
     }
 
     #[test]

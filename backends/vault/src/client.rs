@@ -109,8 +109,9 @@ enum Attempt<T> {
     /// Worth trying again: why it failed this time, and how long the server
     /// asked to wait (`Retry-After`), if it did.
     Retry(String, Option<Duration>),
-    /// The connection was refused: retried like [`Attempt::Retry`], unless
-    /// the address is the filled-in default, where nothing is listening.
+    /// The connection was refused: retried like [`Attempt::Retry`] (same
+    /// fields), unless the address is the filled-in default, where nothing
+    /// is listening.
     Refused(String, Option<Duration>),
     /// A 403 (or 401).
     Forbidden,
@@ -613,7 +614,6 @@ fn classify_status<T>(status: u16, headers: &reqwest::header::HeaderMap) -> Atte
     }
 }
 
-/// What a failed `vaultrs` call means, by its status or its transport error.
 /// A transport failure to retry: [`Attempt::Refused`] when the server
 /// refused the connection.
 fn refused_or_retry<T>(error: &reqwest::Error) -> Attempt<T> {
@@ -625,6 +625,7 @@ fn refused_or_retry<T>(error: &reqwest::Error) -> Attempt<T> {
     }
 }
 
+/// What a failed `vaultrs` call means, by its status or its transport error.
 fn classify_vaultrs<T>(error: &vaultrs::error::ClientError, method: &'static str) -> Attempt<T> {
     use vaultrs::error::ClientError;
     let status = match error {

@@ -125,7 +125,6 @@ impl From<VaultError> for Error {
             ),
             VaultError::File { what, path, source } => {
                 let message = format!("cannot read the {what} {}", path.display());
-                // `Error::io` words the OS's reason; the kind is decided here.
                 // A credential file the process cannot read is a setup
                 // problem of the same family as a wrong credential.
                 let kind = match source.kind() {
@@ -138,8 +137,10 @@ impl From<VaultError> for Error {
                     }
                     _ => ErrorKind::Io,
                 };
-                let kind_of_io = Error::io(message, source);
-                Error::new(kind, kind_of_io.message().to_owned())
+                // `Error::io` words the OS's reason and the hint; the kind
+                // is decided above.
+                let worded = Error::io(message, source);
+                Error::new(kind, worded.message().to_owned())
             }
             VaultError::Config(message) => Error::config(message),
         }
