@@ -157,7 +157,12 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 pub fn locate(flag: Option<&Path>, env: &Environment, cwd: &Path) -> Result<Option<PathBuf>> {
     let explicit = flag
         .map(Path::to_path_buf)
-        .or_else(|| env.get_os("HUSHBOX_CONFIG").map(PathBuf::from));
+        // An empty variable counts as unset, as hushbox's other variables.
+        .or_else(|| {
+            env.get_os("HUSHBOX_CONFIG")
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from)
+        });
     if let Some(path) = explicit {
         let origin = if flag.is_some() {
             "--config"

@@ -608,3 +608,35 @@ fn writes_the_os_refuses_say_so_store_set_and_keygen() {
     let output = project.run(&["keygen"]);
     assert_error(&output, CONFIG, &["already exists", "never overwrites"]);
 }
+
+#[test]
+fn a_closed_stdout_is_an_io_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["check"][..], &["check", "--format", "json"][..]] {
+        // A pipe whose reader is gone before hushbox writes: `check | head -0`.
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        let output = std::process::Command::new(HUSHBOX)
+            .args(args)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", dir.path())
+            .stdout(std::process::Stdio::from(writer))
+            .output()
+            .unwrap();
+        assert_error(
+            &output,
+            74,
+            &[
+                "cannot write the report to stdout",
+                "Broken pipe (os error 32)",
+            ],
+        );
+        assert!(
+            !stderr(&output).contains("internal error"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}

@@ -61,22 +61,23 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
             "fetched": args.fetch,
             "secrets": secrets,
         });
-        println!("{document:#}");
+        print_all(&format!("{document:#}\n"))?;
         return Ok(exit::OK);
     }
+    let mut report = String::new();
     match &plan.manifest_path {
-        Some(path) => println!("manifest: {}", path.display()),
-        None => println!(
-            "manifest: none (no {} in {} or above it; default backends only)",
+        Some(path) => report.push_str(&format!("manifest: {}\n", path.display())),
+        None => report.push_str(&format!(
+            "manifest: none (no {} in {} or above it; default backends only)\n",
             crate::manifest::FILE_NAME,
             session.cwd.display()
-        ),
+        )),
     }
-    println!(
-        "output:   {} (mode {:04o})",
+    report.push_str(&format!(
+        "output:   {} (mode {:04o})\n",
         plan.output.dir.display(),
         plan.output.mode
-    );
+    ));
     for (secret, fetched) in plan.secrets.iter().zip(&facts) {
         let mut line = format!("secret:   {}  {}", secret.name, secret.reference);
         if let Some(variable) = &secret.env_path {
@@ -89,15 +90,28 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
             line.push_str("  ");
             line.push_str(&fetched.text());
         }
-        println!("{line}");
+        report.push_str(&line);
+        report.push('\n');
     }
-    println!(
-        "ok: {} secrets, {} backends{}",
+    report.push_str(&format!(
+        "ok: {} secrets, {} backends{}\n",
         plan.secrets.len(),
         backends.iter().count(),
         if args.fetch { ", all fetched" } else { "" }
-    );
+    ));
+    print_all(&report)?;
     Ok(exit::OK)
+}
+
+/// Writes the report to stdout; a closed stdout (`check | head -1`) is an
+/// I/O error that says so, not a panic.
+fn print_all(text: &str) -> Result<(), hushbox_core::Error> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| hushbox_core::Error::io("cannot write the report to stdout", error))
 }
 
 /// What `--fetch` learnt about one secret: never its value.

@@ -576,7 +576,10 @@ impl AgeStore {
             return Ok(Arc::clone(trust));
         }
         let trust = Arc::new(self.load_trust()?);
+        // A store that does not exist has nothing to protect: its reads
+        // fail with an error that says so, without a warning before it.
         if matches!(*trust, Trust::Unprotected { .. })
+            && self.settings.store.is_dir()
             && !self.warned_unprotected.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
