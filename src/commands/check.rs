@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hushbox_core::Lease;
 use serde_json::{Value, json};
 
-use super::{Outcome, Session, runtime};
+use super::{Outcome, Session, print_stdout, runtime};
 use crate::cli::{CheckArgs, Format};
 use crate::exit;
 use crate::resolve::{Backends, Resolution, resolve};
@@ -61,7 +61,7 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
             "fetched": args.fetch,
             "secrets": secrets,
         });
-        print_all(&format!("{document:#}\n"))?;
+        print_stdout(&format!("{document:#}\n"))?;
         return Ok(exit::OK);
     }
     let mut report = String::new();
@@ -99,19 +99,8 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
         backends.iter().count(),
         if args.fetch { ", all fetched" } else { "" }
     ));
-    print_all(&report)?;
+    print_stdout(&report)?;
     Ok(exit::OK)
-}
-
-/// Writes the report to stdout; a closed stdout (`check | head -1`) is an
-/// I/O error that says so, not a panic.
-fn print_all(text: &str) -> Result<(), hushbox_core::Error> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(|error| hushbox_core::Error::io("cannot write the report to stdout", error))
 }
 
 /// What `--fetch` learnt about one secret: never its value.

@@ -298,6 +298,18 @@ pub(crate) fn supervise_child(
     Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
 }
 
+/// Writes `text` to stdout: a closed stdout (`hushbox … | head -1`) is an
+/// I/O error that names the OS's reason, never a panic as `println!` would
+/// give.
+pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| Error::io("cannot write to stdout", error))
+}
+
 /// Runs the parsed command.
 pub fn dispatch(
     cli: Cli,
@@ -307,9 +319,11 @@ pub fn dispatch(
     // These read no manifest: they work anywhere, even beside a bad one.
     match &cli.command {
         Command::ExitCodes => {
-            for (code, meaning) in exit::TABLE {
-                println!("{code:>3}  {meaning}");
-            }
+            let table: String = exit::TABLE
+                .iter()
+                .map(|(code, meaning)| format!("{code:>3}  {meaning}\n"))
+                .collect();
+            print_stdout(&table)?;
             return Ok(exit::OK);
         }
         Command::Completions(args) => return docs::completions(args.shell),

@@ -362,9 +362,12 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
             if report.key_rotated {
                 eprintln!("hushbox: the integrity key was replaced (a recipient left)");
             }
-            for name in &report.reencrypted {
-                println!("{name}");
-            }
+            let names: String = report
+                .reencrypted
+                .iter()
+                .map(|name| format!("{name}\n"))
+                .collect();
+            super::print_stdout(&names)?;
             // The errors first, then the summary, so that the last lines
             // say what the store holds now.
             for error in &report.failed {
@@ -459,7 +462,7 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
                     report.version.unwrap_or_default()
                 );
                 if print_key && let Some(key) = &report.key {
-                    println!("{key}");
+                    super::print_stdout(&format!("{key}\n"))?;
                 }
                 Ok(exit::OK)
             } else {
@@ -507,9 +510,12 @@ fn recipients(session: &Session, command: RecipientsCommand) -> Outcome {
                     "hushbox: no .age-recipients applies; secrets here are encrypted to your identity"
                 ),
             }
-            for recipient in &view.recipients {
-                println!("{recipient}");
-            }
+            let recipients: String = view
+                .recipients
+                .iter()
+                .map(|recipient| format!("{recipient}\n"))
+                .collect();
+            super::print_stdout(&recipients)?;
             Ok(exit::OK)
         }
         RecipientsCommand::Add {
