@@ -641,3 +641,26 @@ fn a_closed_stdout_is_an_io_error_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn an_unknown_scheme_lists_the_ones_there_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(HUSHBOX)
+        .args(["get", "nope://x"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_error(
+        &output,
+        CONFIG,
+        &[
+            "nope://x",
+            "no backend is named `nope`",
+            "age, aws, file, vault",
+            "[backends.NAME]",
+        ],
+    );
+}
