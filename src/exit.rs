@@ -55,11 +55,14 @@ pub const TABLE: &[(u8, &str)] = &[
     ),
     (
         NOT_FOUND,
-        "a required secret, field or version does not exist",
+        "a required secret, field or version, or a file named to read, does not exist",
     ),
     (UNAVAILABLE, "a backend is unavailable (retrying may help)"),
     (IO, "local I/O failed"),
-    (PERMISSION, "authentication failed or access was denied"),
+    (
+        PERMISSION,
+        "authentication failed or access was denied (a policy, a file's mode or owner)",
+    ),
     (
         CONFIG,
         "the manifest, a reference, a flag, the environment or the output directory is wrong",

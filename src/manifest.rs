@@ -237,18 +237,46 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 pub fn locate(flag: Option<&Path>, env: &Environment, cwd: &Path) -> Result<Option<PathBuf>> {
     let explicit = flag
         .map(Path::to_path_buf)
-        .or_else(|| env.get_os("HUSHBOX_CONFIG").map(PathBuf::from));
+        // An empty variable counts as unset, as hushbox's other variables.
+        .or_else(|| {
+            env.get_os("HUSHBOX_CONFIG")
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from)
+        });
     if let Some(path) = explicit {
+        let origin = if flag.is_some() {
+            "--config"
+        } else {
+            "HUSHBOX_CONFIG"
+        };
         let path = if path.is_absolute() {
             path
         } else {
             cwd.join(path)
         };
-        if !path.is_file() {
-            return Err(
-                Error::config("the manifest does not exist or is not a file")
-                    .with_subject(path.display()),
-            );
+        match std::fs::metadata(&path) {
+            Ok(metadata) if metadata.is_file() => {}
+            Ok(_) => {
+                return Err(Error::config(format!(
+                    "the manifest {} (from {origin}) is not a file; name a hushbox.toml",
+                    path.display()
+                )));
+            }
+            Err(error) => {
+                // Named on purpose, so a missing one is a configuration
+                // error (78), not a missing secret.
+                let error = Error::io(
+                    format!(
+                        "cannot open the manifest {} (from {origin})",
+                        path.display()
+                    ),
+                    error,
+                );
+                return Err(Error::config(error.message().to_owned()).with_hint(
+                    "fix the path, or leave --config and HUSHBOX_CONFIG unset to use \
+                     the hushbox.toml of this directory or the nearest one above it",
+                ));
+            }
         }
         return Ok(Some(path));
     }
@@ -256,6 +284,22 @@ pub fn locate(flag: Option<&Path>, env: &Environment, cwd: &Path) -> Result<Opti
         .ancestors()
         .map(|dir| dir.join(FILE_NAME))
         .find(|candidate| candidate.is_file()))
+}
+
+/// The error of a command that needs a manifest and found none: where
+/// hushbox looked, and how to make one.
+pub fn not_found_error(cwd: &Path) -> Error {
+    let searched: Vec<String> = cwd
+        .ancestors()
+        .map(|dir| dir.display().to_string())
+        .collect();
+    Error::config(format!(
+        "no {FILE_NAME} found: looked in {} (the current directory and every one above it), \
+         and neither --config nor HUSHBOX_CONFIG is set; run this in the project's directory, \
+         create one (`hushbox store init` or `hushbox store import .env` writes it), \
+         or pass --config FILE",
+        searched.join(", ")
+    ))
 }
 
 #[cfg(test)]

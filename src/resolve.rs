@@ -13,7 +13,7 @@ use hushbox_core::{
 };
 use tracing::{debug, warn};
 
-use crate::plan::Plan;
+use crate::plan::{BackendPlan, Plan};
 
 /// The backend instances of a plan, by name.
 #[derive(Debug, Default, Clone)]
@@ -49,14 +49,7 @@ impl Backends {
                 .backends
                 .get(name)
                 .ok_or_else(|| Error::config(format!("no backend is named `{name}`")))?;
-            let instance = build_one(
-                registry,
-                name,
-                &backend.kind,
-                backend.settings.clone(),
-                &plan.base_dir,
-                env,
-            )?;
+            let instance = build_one(registry, name, backend, &plan.base_dir, env)?;
             instances.insert(name.to_owned(), instance);
         }
         Ok(Self { instances })
@@ -180,12 +173,11 @@ impl Drop for KeepAlive {
     }
 }
 
-/// Builds one instance through the registry.
+/// Builds one instance through the registry, from its plan.
 pub fn build_one(
     registry: &Registry,
     name: &str,
-    kind: &str,
-    settings: toml::Table,
+    backend: &BackendPlan,
     base_dir: &Path,
     env: &Environment,
 ) -> hushbox_core::Result<Arc<dyn Backend>> {
@@ -194,7 +186,20 @@ pub fn build_one(
         base_dir,
         env,
     };
-    registry.build(kind, &context, settings)
+    registry
+        .build(&backend.kind, &context, backend.settings.clone())
+        .map_err(|error| {
+            let section = format!("[backends.{name}]");
+            if backend.configured || error.subject() != Some(section.as_str()) {
+                return error;
+            }
+            // A backend names its errors `[backends.NAME]`; a default
+            // instance has no such section for the user to look for.
+            Error::new(error.kind(), error.message().to_owned()).with_subject(format!(
+                "the default `{name}` backend (configured from the environment: \
+                 no [backends.{name}] in a manifest)"
+            ))
+        })
 }
 
 /// The outcome of resolving a plan: one value per secret of the plan, in the

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hushbox_core::Lease;
 use serde_json::{Value, json};
 
-use super::{Outcome, Session, build_generation, runtime};
+use super::{Outcome, Session, build_generation, print_stdout, runtime};
 use crate::cli::{CheckArgs, Format};
 use crate::exit;
 use crate::resolve::{Backends, Resolution, resolve};
@@ -91,18 +91,23 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
                 "env_value": template.env_value,
             })).collect::<Vec<_>>(),
         });
-        println!("{document:#}");
+        print_stdout(&format!("{document:#}\n"))?;
         return Ok(exit::OK);
     }
+    let mut report = String::new();
     match &plan.manifest_path {
-        Some(path) => println!("manifest: {}", path.display()),
-        None => println!("manifest: none (default backends only)"),
+        Some(path) => report.push_str(&format!("manifest: {}\n", path.display())),
+        None => report.push_str(&format!(
+            "manifest: none (no {} in {} or above it; default backends only)\n",
+            crate::manifest::FILE_NAME,
+            session.cwd.display()
+        )),
     }
-    println!(
-        "output:   {} (mode {:04o})",
+    report.push_str(&format!(
+        "output:   {} (mode {:04o})\n",
         plan.output.dir.display(),
         plan.output.mode
-    );
+    ));
     for (secret, fetched) in plan.secrets.iter().zip(&facts) {
         let mut line = format!("secret:   {}  {}", secret.name, secret.reference);
         if let Some(variable) = &secret.env_path {
@@ -115,14 +120,15 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
             line.push_str("  ");
             line.push_str(&fetched.text());
         }
-        println!("{line}");
+        report.push_str(&line);
+        report.push('\n');
         let hooks: Vec<String> = plan
             .watch
             .hooks_of(secret)
             .map(ToString::to_string)
             .collect();
-        println!(
-            "          --watch: every {}, stale after {}, on change: {}",
+        report.push_str(&format!(
+            "          --watch: every {}, stale after {}, on change: {}\n",
             human(plan.watch.interval_of(secret)),
             human(plan.watch.max_stale_of(secret)),
             if hooks.is_empty() {
@@ -130,23 +136,24 @@ pub(super) fn check(session: &Session, args: CheckArgs) -> Outcome {
             } else {
                 hooks.join(" + ")
             }
-        );
+        ));
     }
     for (name, source) in &template_entries {
         let rendered = if args.fetch { "  rendered" } else { "" };
-        println!("template: {name}  {source}{rendered}");
+        report.push_str(&format!("template: {name}  {source}{rendered}\n"));
     }
     let templates_note = if plan.templates.is_empty() {
         String::new()
     } else {
         format!(", {} templates", plan.templates.len())
     };
-    println!(
-        "ok: {} secrets{templates_note}, {} backends{}",
+    report.push_str(&format!(
+        "ok: {} secrets{templates_note}, {} backends{}\n",
         plan.secrets.len(),
         backends.iter().count(),
         if args.fetch { ", all fetched" } else { "" }
-    );
+    ));
+    print_stdout(&report)?;
     Ok(exit::OK)
 }
 

@@ -13,14 +13,19 @@ pub(super) fn get(session: &Session, args: GetArgs) -> Outcome {
     let reference: SecretRef = args.reference.parse()?;
     let plan = session.plan(None, None, false)?;
     let backend_plan = plan.backends.get(reference.scheme()).ok_or_else(|| {
-        Error::config(format!("no backend is named `{}`", reference.scheme()))
-            .with_subject(&reference)
+        let known: Vec<&str> = plan.backends.keys().map(String::as_str).collect();
+        Error::config(format!(
+            "no backend is named `{}`; the schemes here are {} (a manifest's \
+             [backends.NAME] adds NAME)",
+            reference.scheme(),
+            known.join(", ")
+        ))
+        .with_subject(&reference)
     })?;
     let backend = build_one(
         &session.registry,
         reference.scheme(),
-        &backend_plan.kind,
-        backend_plan.settings.clone(),
+        backend_plan,
         &plan.base_dir,
         &session.env,
     )?;

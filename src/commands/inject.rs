@@ -8,6 +8,9 @@ use crate::plan::Plan;
 use crate::resolve::{Backends, resolve};
 
 pub(super) fn inject(session: &Session, args: InjectArgs) -> Outcome {
+    // Without a manifest there is nothing to write: say so, before any
+    // check of the output directory could name a later symptom.
+    session.require_manifest()?;
     let plan = session.plan(None, args.dir, args.allow_disk)?;
     super::warn_unwatched(&plan, args.watch);
     let templates = session.templates(&plan)?;

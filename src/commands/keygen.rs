@@ -27,7 +27,7 @@ pub(super) fn keygen(session: &Session, args: KeygenArgs) -> Outcome {
     drop(identity);
     eprintln!("hushbox: wrote a new identity to {}", path.display());
     eprintln!("hushbox: its public key (share it; it goes in .age-recipients):");
-    println!("{recipient}");
+    super::print_stdout(&format!("{recipient}\n"))?;
     if !path.exists() {
         return Err(Error::config("the identity file vanished after writing").into());
     }

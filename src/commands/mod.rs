@@ -41,9 +41,14 @@ pub struct Failure {
 /// error.
 pub fn print_error(error: &Error) {
     eprintln!("hushbox: error: {error}");
+    let message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
+        // `Error::io` already says the OS's reason in the message.
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            eprintln!("  caused by: {cause_text}");
+        }
         source = cause.source();
     }
 }
@@ -168,6 +173,14 @@ impl Session {
             allow_disk,
         };
         Plan::build(&inputs, &self.env)
+    }
+
+    /// The manifest, for a command that has nothing to do without one;
+    /// without one, an error that says where hushbox looked.
+    pub fn require_manifest(&self) -> Result<&(Manifest, PathBuf), Error> {
+        self.manifest
+            .as_ref()
+            .ok_or_else(|| manifest::not_found_error(&self.cwd))
     }
 
     /// The manifest's directory, or the current directory.
@@ -429,6 +442,18 @@ pub(crate) fn supervise_child(
     Ok(u8::try_from(code).unwrap_or(exit::FAILURE))
 }
 
+/// Writes `text` to stdout: a closed stdout (`hushbox … | head -1`) is an
+/// I/O error that names the OS's reason, never a panic as `println!` would
+/// give.
+pub(crate) fn print_stdout(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| Error::io("cannot write to stdout", error))
+}
+
 /// Runs the parsed command.
 pub fn dispatch(
     cli: Cli,
@@ -438,9 +463,11 @@ pub fn dispatch(
     // These read no manifest: they work anywhere, even beside a bad one.
     match &cli.command {
         Command::ExitCodes => {
-            for (code, meaning) in exit::TABLE {
-                println!("{code:>3}  {meaning}");
-            }
+            let table: String = exit::TABLE
+                .iter()
+                .map(|(code, meaning)| format!("{code:>3}  {meaning}\n"))
+                .collect();
+            print_stdout(&table)?;
             return Ok(exit::OK);
         }
         Command::Completions(args) => return docs::completions(args.shell),

@@ -40,7 +40,24 @@ fn open(session: &Session, args: &StoreArgs) -> Result<AgeStore, Error> {
             }
         },
         (None, [(name, settings)]) => (name.as_str(), (*settings).clone()),
-        (None, []) => ("age", toml::Table::new()),
+        (None, []) => {
+            // The default instance: its errors must not name a
+            // `[backends.age]` section that no manifest has.
+            let context = BackendContext {
+                name: hushbox_age::SCHEME,
+                base_dir: session.base_dir(),
+                env: &session.env,
+            };
+            return AgeStore::from_config(&AgeConfig::default(), &context).map_err(|error| {
+                if error.subject() != Some("[backends.age]") {
+                    return error;
+                }
+                Error::new(error.kind(), error.message().to_owned()).with_subject(
+                    "the default `age` backend (configured from the environment: \
+                     no [backends.age] in a manifest)",
+                )
+            });
+        }
         (None, _) => {
             return Err(Error::config(
                 "the manifest has several age backends; choose one with --backend NAME",
@@ -262,7 +279,9 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
         }
         StoreCommand::Get { store, name } => {
             let store = open(session, &store)?;
-            let value = store.get(&name)?;
+            let value = store
+                .get(&name)
+                .map_err(|error| store.explain_missing(error))?;
             let mut stdout = std::io::stdout().lock();
             // The user asked for this value on stdout.
             stdout
@@ -343,9 +362,12 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
             if report.key_rotated {
                 eprintln!("hushbox: the integrity key was replaced (a recipient left)");
             }
-            for name in &report.reencrypted {
-                println!("{name}");
-            }
+            let names: String = report
+                .reencrypted
+                .iter()
+                .map(|name| format!("{name}\n"))
+                .collect();
+            super::print_stdout(&names)?;
             // The errors first, then the summary, so that the last lines
             // say what the store holds now.
             for error in &report.failed {
@@ -440,7 +462,7 @@ pub(super) fn store(session: &Session, command: StoreCommand) -> Outcome {
                     report.version.unwrap_or_default()
                 );
                 if print_key && let Some(key) = &report.key {
-                    println!("{key}");
+                    super::print_stdout(&format!("{key}\n"))?;
                 }
                 Ok(exit::OK)
             } else {
@@ -488,9 +510,12 @@ fn recipients(session: &Session, command: RecipientsCommand) -> Outcome {
                     "hushbox: no .age-recipients applies; secrets here are encrypted to your identity"
                 ),
             }
-            for recipient in &view.recipients {
-                println!("{recipient}");
-            }
+            let recipients: String = view
+                .recipients
+                .iter()
+                .map(|recipient| format!("{recipient}\n"))
+                .collect();
+            super::print_stdout(&recipients)?;
             Ok(exit::OK)
         }
         RecipientsCommand::Add {

@@ -131,7 +131,7 @@ pub(super) fn sync(session: &Session, args: SwarmSyncArgs) -> Outcome {
     let stack = args.stack.as_deref();
     let changes = runtime.block_on(apply(&docker, &wanted, stack, args.dry_run))?;
     if changes == 0 {
-        println!("nothing to do: every service has its secrets' current values");
+        super::print_stdout("nothing to do: every service has its secrets' current values\n")?;
     }
     Ok(exit::OK)
 }
@@ -219,7 +219,9 @@ async fn name_key(docker: &Docker, dry_run: bool) -> Result<Option<Vec<u8>>, Err
         return Ok(Some(key));
     }
     if dry_run {
-        println!("create config {NAME_KEY_CONFIG} (the key of the secrets' names)");
+        super::print_stdout(&format!(
+            "create config {NAME_KEY_CONFIG} (the key of the secrets' names)\n"
+        ))?;
         return Ok(None);
     }
     let mut key = vec![0u8; 32];
@@ -236,7 +238,9 @@ async fn name_key(docker: &Docker, dry_run: bool) -> Result<Option<Vec<u8>>, Err
         })
         .await
         .map_err(docker_error)?;
-    println!("created config {NAME_KEY_CONFIG} (the key of the secrets' names)");
+    super::print_stdout(&format!(
+        "created config {NAME_KEY_CONFIG} (the key of the secrets' names)\n"
+    ))?;
     Ok(Some(key))
 }
 
@@ -257,13 +261,13 @@ async fn apply(
             Some((_, id)) => Some(id.clone()),
             None => {
                 changes += 1;
-                println!(
-                    "{} secret {} for {} ({} bytes)",
+                super::print_stdout(&format!(
+                    "{} secret {} for {} ({} bytes)\n",
                     verb("created", "create"),
                     secret.swarm_name,
                     secret.secret,
                     secret.value.expose().len()
-                );
+                ))?;
                 if dry_run {
                     None
                 } else {
@@ -305,13 +309,13 @@ async fn apply(
                 continue;
             }
             changes += 1;
-            println!(
-                "{} service {service}: {} -> {} at /run/secrets/{}",
+            super::print_stdout(&format!(
+                "{} service {service}: {} -> {} at /run/secrets/{}\n",
                 verb("updated", "update"),
                 secret.secret,
                 secret.swarm_name,
                 target.as_deref().unwrap_or_default()
-            );
+            ))?;
             let Some(id) = &id else { continue };
             // The same target path, the new secret: any other reference
             // to that file name (the old version) goes.
@@ -334,7 +338,7 @@ async fn apply(
                 .await
                 .map_err(|error| docker_error(error).with_subject(service))?;
             wait_for_rollout(docker, service, previous_update).await?;
-            println!("service {service} converged");
+            super::print_stdout(&format!("service {service} converged\n"))?;
         }
 
         for (name, old_id) in existing {
@@ -343,13 +347,13 @@ async fn apply(
             }
             if dry_run {
                 changes += 1;
-                println!("remove secret {name} (once no service uses it)");
+                super::print_stdout(&format!("remove secret {name} (once no service uses it)\n"))?;
                 continue;
             }
             match docker.delete_secret(&old_id).await {
                 Ok(()) => {
                     changes += 1;
-                    println!("removed secret {name}");
+                    super::print_stdout(&format!("removed secret {name}\n"))?;
                 }
                 // In use by a service this manifest does not list: kept.
                 Err(error) => {

@@ -99,8 +99,22 @@ pub(crate) fn open_output_dir(
         Mode::empty(),
     )
     .map_err(|errno| {
-        Error::io("cannot open the output directory's parent", errno.into())
-            .with_subject(dir.display())
+        let error = Error::io(
+            format!(
+                "cannot open the output directory's parent {}",
+                parent_path.display()
+            ),
+            errno.into(),
+        );
+        // hushbox creates the output directory, never the path above it:
+        // a mistyped path should fail, not plant directories.
+        match errno {
+            Errno::ENOENT | Errno::ENOTDIR => error.with_hint(
+                "create it, or point [output].dir (or --dir) at a directory whose parent exists",
+            ),
+            _ => error,
+        }
+        .with_subject(dir.display())
     })?;
 
     let created = match dirops::kind_at(&parent, name) {

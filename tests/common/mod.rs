@@ -2,6 +2,7 @@
 //! includes this module and uses only some of it.
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod users;
 
 use std::io::Write;

@@ -290,6 +290,27 @@ impl AgeStore {
         &self.settings
     }
 
+    /// A "no such secret" from a store that does not exist where no
+    /// setting named one: says that the path was the default, and how to
+    /// name the store meant. Other errors pass unchanged.
+    pub fn explain_missing(&self, error: Error) -> Error {
+        if error.kind() != hushbox_core::ErrorKind::NotFound
+            || !self.settings.store_defaulted
+            || self.settings.store.exists()
+        {
+            return error;
+        }
+        error.with_hint(format!(
+            "{} is the default store (no manifest names a store; {} and {} are unset): \
+             run this in the project whose hushbox.toml names its store, set {}, \
+             or create a store with `hushbox store init`",
+            self.settings.store.display(),
+            crate::config::ENV_STORE,
+            crate::config::ENV_PASSAGE_DIR,
+            crate::config::ENV_STORE,
+        ))
+    }
+
     fn manifest_path(&self) -> PathBuf {
         self.settings.store.join(INTEGRITY_FILE)
     }
@@ -426,7 +447,15 @@ impl AgeStore {
         if let Some(identities) = slot.as_ref() {
             return Ok(Arc::clone(identities));
         }
-        let identities = Arc::new(Identities::load(&self.settings.identity_file)?);
+        let identities = Arc::new(Identities::load(&self.settings.identity_file).map_err(
+            |error| match error {
+                AgeError::IdentityMissing { path, .. } => AgeError::IdentityMissing {
+                    path,
+                    defaulted: self.settings.identity_defaulted,
+                },
+                other => other,
+            },
+        )?);
         tracing::debug!(
             backend = %self.name,
             identity_file = %self.settings.identity_file.display(),
@@ -628,7 +657,10 @@ impl AgeStore {
             return Ok(Arc::clone(trust));
         }
         let trust = Arc::new(self.load_trust()?);
+        // A store that does not exist has nothing to protect: its reads
+        // fail with an error that says so, without a warning before it.
         if matches!(*trust, Trust::Unprotected { .. })
+            && self.settings.store.is_dir()
             && !self.warned_unprotected.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(

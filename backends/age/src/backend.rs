@@ -182,7 +182,11 @@ impl Backend for AgeBackend {
                     let (value, version) = read
                         .next()
                         .expect("one read per valid location")
-                        .map_err(|error| error.with_subject(location.location()))?;
+                        .map_err(|error| {
+                            self.store
+                                .explain_missing(error)
+                                .with_subject(location.location())
+                        })?;
                     let mut document = Document::new(value);
                     document.version = Some(version);
                     Ok(document)

@@ -73,6 +73,10 @@ impl fmt::Debug for AgeConfig {
 pub struct AgeSettings {
     /// The store directory.
     pub store: PathBuf,
+    /// Whether no setting named the store (not the manifest,
+    /// `HUSHBOX_STORE` nor `PASSAGE_DIR`): the default `~/.passage/store`
+    /// was filled in, and errors say so.
+    pub store_defaulted: bool,
     /// The identity file.
     pub identity_file: PathBuf,
     /// The largest plaintext accepted, in bytes.
@@ -88,6 +92,9 @@ pub struct AgeSettings {
     /// The variable the identity file's path came from
     /// (`HUSHBOX_IDENTITY` or `PASSAGE_IDENTITIES_FILE`), if any.
     pub identity_variable: Option<&'static str>,
+    /// Whether no setting named the identity file: the default path was
+    /// filled in (errors say so).
+    pub identity_defaulted: bool,
     /// Whether a store whose integrity cannot be checked is an error
     /// rather than a warning.
     pub require_integrity: bool,
@@ -101,11 +108,13 @@ impl AgeSettings {
     pub fn new(store: impl Into<PathBuf>, identity_file: impl Into<PathBuf>) -> Self {
         Self {
             store: store.into(),
+            store_defaulted: false,
             identity_file: identity_file.into(),
             max_size: DEFAULT_SIZE_LIMIT,
             state_dir: None,
             trust: Trust::default(),
             identity_variable: None,
+            identity_defaulted: false,
             require_integrity: false,
             integrity_key: None,
         }
@@ -116,11 +125,13 @@ impl fmt::Debug for AgeSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgeSettings")
             .field("store", &self.store)
+            .field("store_defaulted", &self.store_defaulted)
             .field("identity_file", &self.identity_file)
             .field("max_size", &self.max_size)
             .field("state_dir", &self.state_dir)
             .field("trust", &self.trust)
             .field("identity_variable", &self.identity_variable)
+            .field("identity_defaulted", &self.identity_defaulted)
             .field("require_integrity", &self.require_integrity)
             .field(
                 "integrity_key",
@@ -173,8 +184,9 @@ impl AgeConfig {
             .store
             .as_deref()
             .or_else(|| from_env(ENV_STORE))
-            .or_else(|| from_env(ENV_PASSAGE_DIR))
-            .unwrap_or(DEFAULT_STORE);
+            .or_else(|| from_env(ENV_PASSAGE_DIR));
+        let store_defaulted = store.is_none();
+        let store = store.unwrap_or(DEFAULT_STORE);
         let (identity_file, identity_variable) = match from_env(ENV_IDENTITY) {
             Some(file) => (file, Some(ENV_IDENTITY)),
             None => match self.identity_file.as_deref() {
@@ -203,17 +215,43 @@ impl AgeConfig {
         if max_size == 0 {
             return Err(Error::config("max_size must be at least 1 byte").with_subject(subject()));
         }
+        // A path hushbox filled in is named as a default when it fails, so
+        // that the user knows which setting would have chosen another.
+        let store = context.resolve_path(store).map_err(|error| {
+            if store_defaulted {
+                Error::config(format!(
+                    "the default store {DEFAULT_STORE} (no `store` in the manifest, \
+                     {ENV_STORE} and {ENV_PASSAGE_DIR} unset) needs HOME, which is not set; \
+                     set HOME, or name the store with {ENV_STORE} or `store`"
+                ))
+            } else {
+                error
+            }
+            .with_subject(subject())
+        })?;
+        let identity_defaulted = identity_variable.is_none() && self.identity_file.is_none();
+        let identity_file = context.resolve_path(identity_file).map_err(|error| {
+            if identity_defaulted {
+                Error::config(format!(
+                    "the default identity file {DEFAULT_IDENTITY_FILE} (no `identity_file` in \
+                     the manifest, {ENV_IDENTITY} and {ENV_PASSAGE_IDENTITIES} unset, no \
+                     --identity) needs HOME, which is not set; set HOME, or name the identity \
+                     file with {ENV_IDENTITY} or --identity"
+                ))
+            } else {
+                error
+            }
+            .with_subject(subject())
+        })?;
         Ok(AgeSettings {
-            store: context
-                .resolve_path(store)
-                .map_err(|error| error.with_subject(subject()))?,
-            identity_file: context
-                .resolve_path(identity_file)
-                .map_err(|error| error.with_subject(subject()))?,
+            store,
+            store_defaulted,
+            identity_file,
             max_size,
             state_dir: state_dir(context),
             trust: Trust::from_env(context.env).map_err(|error| error.with_subject(subject()))?,
             identity_variable,
+            identity_defaulted,
             require_integrity: self.require_integrity.unwrap_or(false),
             integrity_key,
         })
@@ -310,6 +348,22 @@ mod tests {
             settings.identity_file,
             Path::new("/home/u/.config/hushbox/identity.txt")
         );
+    }
+
+    #[test]
+    fn defaults_are_marked_as_defaults_and_named_settings_are_not() {
+        let settings = resolve(&AgeConfig::default(), &[]).unwrap();
+        assert!(settings.store_defaulted && settings.identity_defaulted);
+        let env = [("HUSHBOX_IDENTITY", "/env/id"), ("PASSAGE_DIR", "/p")];
+        let settings = resolve(&AgeConfig::default(), &env).unwrap();
+        assert!(!settings.store_defaulted && !settings.identity_defaulted);
+        let config = AgeConfig {
+            store: Some("secrets".into()),
+            identity_file: Some("id.txt".into()),
+            ..AgeConfig::default()
+        };
+        let settings = resolve(&config, &[]).unwrap();
+        assert!(!settings.store_defaulted && !settings.identity_defaulted);
     }
 
     #[test]

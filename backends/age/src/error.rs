@@ -18,8 +18,9 @@ use hushbox_core::{Error, ErrorKind};
 /// reference (or `NAME://PATH`) when it converts them.
 #[derive(Debug)]
 pub(crate) enum AgeError {
-    /// The identity file does not exist.
-    IdentityMissing { path: PathBuf },
+    /// The identity file does not exist; `defaulted` when no setting named
+    /// it (the default path was filled in).
+    IdentityMissing { path: PathBuf, defaulted: bool },
     /// The identity file exists but could not be read.
     IdentityRead { path: PathBuf, source: io::Error },
     /// The identity file is neither an age identity file nor an OpenSSH key.
@@ -173,19 +174,19 @@ impl From<AgeError> for Error {
     fn from(error: AgeError) -> Self {
         use AgeError::*;
         match error {
-            IdentityMissing { path } => Error::config(format!(
-                "identity file {} does not exist; `hushbox keygen` creates one \
+            IdentityMissing { path, defaulted } => Error::config(format!(
+                "{}identity file {} does not exist{}; `hushbox keygen` creates one \
                  (or point identity_file, HUSHBOX_IDENTITY or --identity at an existing one)",
-                shown(&path)
+                if defaulted { "the default " } else { "" },
+                shown(&path),
+                if defaulted {
+                    " (no identity_file in the manifest, HUSHBOX_IDENTITY and \
+                     PASSAGE_IDENTITIES_FILE unset, no --identity)"
+                } else {
+                    ""
+                }
             )),
-            IdentityRead { path, source } => {
-                let kind = match source.kind() {
-                    io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-                    _ => ErrorKind::Io,
-                };
-                Error::new(kind, format!("cannot read identity file {}", shown(&path)))
-                    .with_source(source)
-            }
+            IdentityRead { path, source } => Error::io_at("read identity file", &path, source),
             IdentityInvalid { path, why } => Error::config(format!(
                 "{} is not a usable identity file: {why}",
                 shown(&path)
@@ -471,7 +472,10 @@ mod tests {
     fn kinds_follow_the_failure() {
         let cases: Vec<(AgeError, ErrorKind)> = vec![
             (
-                AgeError::IdentityMissing { path: "/k".into() },
+                AgeError::IdentityMissing {
+                    path: "/k".into(),
+                    defaulted: false,
+                },
                 ErrorKind::Config,
             ),
             (
@@ -514,12 +518,14 @@ mod tests {
     fn missing_identity_names_the_path_and_the_fix() {
         let error = Error::from(AgeError::IdentityMissing {
             path: "/home/u/.config/hushbox/identity.txt".into(),
+            defaulted: true,
         });
         let text = error.to_string();
         assert!(
-            text.contains("/home/u/.config/hushbox/identity.txt"),
+            text.contains("the default identity file /home/u/.config/hushbox/identity.txt"),
             "{text}"
         );
+        assert!(text.contains("HUSHBOX_IDENTITY and"), "{text}");
         assert!(text.contains("hushbox keygen"), "{text}");
     }
 

@@ -39,6 +39,7 @@ impl Identities {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 return Err(AgeError::IdentityMissing {
                     path: path.to_owned(),
+                    defaulted: false,
                 });
             }
             Err(source) => {

@@ -148,6 +148,8 @@ async fn oversized_values_are_too_large() {
             state_dir: None,
             trust: Default::default(),
             identity_variable: None,
+            identity_defaulted: false,
+            store_defaulted: false,
             require_integrity: false,
             integrity_key: None,
         },

@@ -99,16 +99,45 @@ impl Error {
         Self::new(ErrorKind::Unsupported, message)
     }
 
-    /// An I/O error about `path`, keeping the OS error as the source. The kind
-    /// follows the OS error: a missing file is [`ErrorKind::NotFound`], a
-    /// refused one [`ErrorKind::PermissionDenied`].
+    /// An I/O error: `context` says what hushbox tried and on what
+    /// (`cannot open the manifest /p/hushbox.toml`); the message goes on with
+    /// the OS's reason (`Permission denied (os error 13)`) and, for a
+    /// refusal, what to check. The OS error stays attached as the source.
+    /// The kind follows the OS error: a missing file is
+    /// [`ErrorKind::NotFound`], a refused one [`ErrorKind::PermissionDenied`].
+    ///
+    /// Every error built from an `io::Error` goes through here (or
+    /// [`Error::io_at`]), so none can lose the reason: "Permission denied"
+    /// and "No such file or directory" need different fixes.
     pub fn io(context: impl Into<String>, error: std::io::Error) -> Self {
         let kind = match error.kind() {
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
             std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
             _ => ErrorKind::Io,
         };
-        Self::new(kind, context).with_source(error)
+        // The OS's text is `strerror`'s, which carries no file content.
+        let mut message = format!("{}: {error}", context.into());
+        if error.raw_os_error() == Some(libc::EACCES) {
+            message.push_str(&format!(
+                "; check its owner and mode, and those of the directories above it \
+                 (hushbox runs as uid {})",
+                nix::unistd::geteuid()
+            ));
+        }
+        Self::new(kind, message).with_source(error)
+    }
+
+    /// [`Error::io`] for a failed `action` on `path`:
+    /// `cannot ACTION PATH: REASON`, with `path` as the subject of nothing
+    /// else (callers add a reference as the subject when there is one).
+    pub fn io_at(action: &str, path: &std::path::Path, error: std::io::Error) -> Self {
+        Self::io(format!("cannot {action} {}", path.display()), error)
+    }
+
+    /// Adds what the user can do about it, after the message.
+    pub fn with_hint(mut self, hint: impl fmt::Display) -> Self {
+        self.message = format!("{}; {hint}", self.message);
+        self
     }
 
     /// Names what the error is about: a reference's display or a path.
@@ -192,5 +221,26 @@ mod tests {
             Error::io("open", denied).kind(),
             ErrorKind::PermissionDenied
         );
+    }
+
+    #[test]
+    fn io_errors_carry_the_os_reason_and_for_a_refusal_what_to_check() {
+        let missing = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let error = Error::io_at("read", std::path::Path::new("/x/y"), missing);
+        assert!(
+            error
+                .message()
+                .starts_with("cannot read /x/y: No such file or directory"),
+            "{error}"
+        );
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        let error = Error::io_at("open", std::path::Path::new("/x/y"), denied);
+        assert!(
+            error.message().starts_with(
+                "cannot open /x/y: Permission denied (os error 13); check its owner and mode"
+            ),
+            "{error}"
+        );
+        assert!(std::error::Error::source(&error).is_some());
     }
 }

@@ -260,7 +260,8 @@ impl Trust {
             // A path through a file names nothing, as a missing one.
             match errno {
                 Errno::ENOTDIR => {
-                    Error::not_found(message).with_source(std::io::Error::from(errno))
+                    let os = std::io::Error::from(errno);
+                    Error::not_found(format!("{message}: {os}")).with_source(os)
                 }
                 _ => Error::io(message, errno.into()),
             }

@@ -80,26 +80,19 @@ impl From<FileError> for Error {
                 operation,
                 source,
             } => {
-                let path = path.display();
-                let (kind, message) = match source.kind() {
-                    io::ErrorKind::NotFound => {
-                        (ErrorKind::NotFound, format!("no such file: {path}"))
-                    }
-                    // ENOTDIR: a parent of the path is a file, so the path
-                    // cannot exist.
-                    io::ErrorKind::NotADirectory => (
+                // ENOTDIR: a parent of the path is a file, so the path
+                // cannot exist.
+                if source.kind() == io::ErrorKind::NotADirectory {
+                    return Error::new(
                         ErrorKind::NotFound,
-                        format!("no such file: a parent of {path} is not a directory"),
-                    ),
-                    io::ErrorKind::PermissionDenied => (
-                        ErrorKind::PermissionDenied,
                         format!(
-                            "permission denied to {operation} {path} (check its mode and owner, and those of the directories above it)"
+                            "no such file: a parent of {} is not a directory",
+                            path.display()
                         ),
-                    ),
-                    _ => (ErrorKind::Io, format!("cannot {operation} {path}")),
-                };
-                Error::new(kind, message).with_source(source)
+                    )
+                    .with_source(source);
+                }
+                Error::io_at(operation, &path, source)
             }
             FileError::IsDirectory { path } => Error::config(format!(
                 "{} is a directory; a file reference must name a file",
@@ -155,9 +148,11 @@ mod tests {
     #[test]
     fn permission_denied_says_what_to_check_and_keeps_the_os_error() {
         let error = map(io::Error::from_raw_os_error(libc::EACCES));
-        assert_eq!(
-            error.to_string(),
-            "permission denied to open /srv/key.pem (check its mode and owner, and those of the directories above it)"
+        assert!(
+            error.to_string().starts_with(
+                "cannot open /srv/key.pem: Permission denied (os error 13); check its owner and mode, and those of the directories above it"
+            ),
+            "{error}"
         );
         let source = std::error::Error::source(&error).expect("the OS error is kept");
         assert!(source.to_string().contains("os error 13"), "{source}");

@@ -33,7 +33,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::{self, Login};
 use crate::config::VaultSettings;
-use crate::error::{VaultError, describe_transport, tls_failure};
+use crate::error::{VaultError, describe_transport, is_connection_refused, tls_failure};
 
 /// The first retry waits about this long; each next one twice as long.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -109,6 +109,10 @@ enum Attempt<T> {
     /// Worth trying again: why it failed this time, and how long the server
     /// asked to wait (`Retry-After`), if it did.
     Retry(String, Option<Duration>),
+    /// The connection was refused: retried like [`Attempt::Retry`] (same
+    /// fields), unless the address is the filled-in default, where nothing
+    /// is listening.
+    Refused(String, Option<Duration>),
     /// A 403 (or 401).
     Forbidden,
     Fail(VaultError),
@@ -295,17 +299,35 @@ impl Client {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            match attempt().await {
+            let outcome = match attempt().await {
+                // A Vault on this machine that refuses connections is not
+                // starting up: nothing was configured, so none will come.
+                Attempt::Refused(..) if self.settings.address_defaulted => {
+                    return Err(Failed(VaultError::DefaultAddressRefused {
+                        address: self.settings.address.clone(),
+                    }));
+                }
+                other => other,
+            };
+            match outcome {
                 Attempt::Done(value) => return Ok(value),
                 Attempt::Forbidden => return Err(Forbidden),
                 Attempt::Fail(error) => return Err(Failed(error)),
-                Attempt::Retry(why, asked) => {
+                Attempt::Retry(why, asked) | Attempt::Refused(why, asked) => {
                     let wait = asked
                         .map_or_else(|| backoff(attempts), |asked| asked.max(backoff(attempts)));
                     if Instant::now() + wait > deadline {
                         warn!(path = what, attempts, reason = %why, "giving up");
+                        let last = if self.settings.address_defaulted {
+                            format!(
+                                "{why}; {}",
+                                crate::error::default_address_note(&self.settings.address)
+                            )
+                        } else {
+                            why
+                        };
                         return Err(Failed(VaultError::Unavailable {
-                            last: why,
+                            last,
                             attempts,
                             elapsed: started.elapsed(),
                         }));
@@ -419,7 +441,7 @@ impl Client {
                 failure,
             });
         }
-        Attempt::Retry(describe_transport(error), None)
+        refused_or_retry(error)
     }
 
     fn url(&self, path: &str, query: &[(&str, String)]) -> Result<url::Url, VaultError> {
@@ -592,6 +614,17 @@ fn classify_status<T>(status: u16, headers: &reqwest::header::HeaderMap) -> Atte
     }
 }
 
+/// A transport failure to retry: [`Attempt::Refused`] when the server
+/// refused the connection.
+fn refused_or_retry<T>(error: &reqwest::Error) -> Attempt<T> {
+    let why = describe_transport(error);
+    if is_connection_refused(error) {
+        Attempt::Refused(why, None)
+    } else {
+        Attempt::Retry(why, None)
+    }
+}
+
 /// What a failed `vaultrs` call means, by its status or its transport error.
 fn classify_vaultrs<T>(error: &vaultrs::error::ClientError, method: &'static str) -> Attempt<T> {
     use vaultrs::error::ClientError;
@@ -609,7 +642,7 @@ fn classify_vaultrs<T>(error: &vaultrs::error::ClientError, method: &'static str
                                 .unwrap_or_default(),
                             failure,
                         }),
-                        None => Attempt::Retry(describe_transport(error), None),
+                        None => refused_or_retry(error),
                     },
                     None => Attempt::Retry("the connection failed".into(), None),
                 };

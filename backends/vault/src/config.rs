@@ -306,6 +306,9 @@ impl AuthSettings {
 pub struct VaultSettings {
     /// The address, without a trailing slash.
     pub address: String,
+    /// Whether no setting named the address (not the manifest, `VAULT_ADDR`
+    /// nor `BAO_ADDR`): [`DEFAULT_ADDRESS`] was filled in, and errors say so.
+    pub address_defaulted: bool,
     /// The namespace, if any.
     pub namespace: Option<String>,
     /// CA certificate files to trust, besides the system's.
@@ -380,11 +383,11 @@ impl VaultConfig {
     /// directory. Errors are configuration errors naming the setting.
     pub fn resolve(&self, context: &BackendContext<'_>) -> Result<VaultSettings> {
         let address = match &self.address {
-            Some(address) => address.clone(),
-            None => standard_var(context, "ADDR")
-                .map(|(_, value)| value.to_owned())
-                .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned()),
+            Some(address) => Some(address.clone()),
+            None => standard_var(context, "ADDR").map(|(_, value)| value.to_owned()),
         };
+        let address_defaulted = address.is_none();
+        let address = address.unwrap_or_else(|| DEFAULT_ADDRESS.to_owned());
         let address = check_address(&address)?;
 
         let namespace = match &self.namespace {
@@ -471,6 +474,7 @@ impl VaultConfig {
 
         Ok(VaultSettings {
             address,
+            address_defaulted,
             namespace,
             ca_certs,
             ca_path,
@@ -705,6 +709,8 @@ mod tests {
         let settings = resolve("", &[("BAO_ADDR", "http://bao:8200")]).unwrap();
         assert_eq!(settings.address, "http://bao:8200");
         assert_eq!(resolve("", &[]).unwrap().address, DEFAULT_ADDRESS);
+        assert!(resolve("", &[]).unwrap().address_defaulted);
+        assert!(!settings.address_defaulted);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub(crate) enum VaultError {
         attempts: u32,
         elapsed: Duration,
     },
+    /// The filled-in default address refused the connection.
+    DefaultAddressRefused { address: String },
     /// TLS failed: an untrusted or invalid server certificate, or the
     /// server refused the connection (no client certificate, or one it
     /// does not trust).
@@ -95,6 +97,13 @@ impl From<VaultError> for Error {
                     elapsed.as_secs_f64()
                 ),
             ),
+            VaultError::DefaultAddressRefused { address } => Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "unavailable: cannot connect to {address}: connection refused; {}",
+                    default_address_note(&address)
+                ),
+            ),
             VaultError::Tls { address, failure } => Error::config(format!(
                 "TLS with {address} failed: {} ({})",
                 failure.detail, failure.hint
@@ -128,11 +137,37 @@ impl From<VaultError> for Error {
                     }
                     _ => ErrorKind::Io,
                 };
-                Error::new(kind, message).with_source(source)
+                // `Error::io` words the OS's reason and the hint; the kind
+                // is decided above.
+                let worded = Error::io(message, source);
+                Error::new(kind, worded.message().to_owned())
             }
             VaultError::Config(message) => Error::config(message),
         }
     }
+}
+
+/// What to say when the address that failed is the filled-in default.
+pub(crate) fn default_address_note(address: &str) -> String {
+    format!(
+        "VAULT_ADDR (and BAO_ADDR) is unset and the manifest names no `address`, so \
+         the vault CLI's default {address} was assumed: set VAULT_ADDR to your Vault or \
+         OpenBao server's address (or `address` in [backends.NAME])"
+    )
+}
+
+/// Whether the server refused the connection (nothing listens there).
+pub(crate) fn is_connection_refused(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// A one-line description of a transport failure, from the innermost error

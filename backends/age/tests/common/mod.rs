@@ -65,6 +65,8 @@ impl Fixture {
             state_dir: Some(self.dir.path().join(state)),
             trust: Default::default(),
             identity_variable: None,
+            identity_defaulted: false,
+            store_defaulted: false,
             require_integrity: false,
             integrity_key: None,
         }
@@ -98,6 +100,8 @@ impl Fixture {
                 state_dir: Some(self.dir.path().join("state")),
                 trust: Default::default(),
                 identity_variable: None,
+                identity_defaulted: false,
+                store_defaulted: false,
                 require_integrity: false,
                 integrity_key: None,
             },
