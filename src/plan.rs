@@ -278,8 +278,8 @@ pub struct PlanInputs<'a> {
     pub manifest: Option<(&'a Manifest, &'a Path)>,
     /// The directory relative paths resolve against without a manifest.
     pub cwd: &'a Path,
-    /// Backend kinds this build knows; each also has a default instance of
-    /// the same name.
+    /// Backend kinds that have a default instance (see
+    /// `Registry::default_kinds`), named as its kind.
     pub kinds: Vec<&'static str>,
     /// Whether environment variables holding references are resolved (`run`
     /// and `exec`).

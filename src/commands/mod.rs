@@ -166,7 +166,7 @@ impl Session {
                 .as_ref()
                 .map(|(manifest, path)| (manifest, path.as_path())),
             cwd: &self.cwd,
-            kinds: self.registry.kinds().collect(),
+            kinds: self.registry.default_kinds().collect(),
             env_references: env_references.is_some(),
             resolve_env: env_references.unwrap_or_default(),
             output_dir,

@@ -40,7 +40,7 @@ pub const KIND: &str = "command";
 
 /// Makes the `command` kind known to `registry`.
 pub fn register(registry: &mut Registry) {
-    registry.register(KIND, build);
+    registry.register_named_only(KIND, build);
 }
 
 /// Builds one instance from its `[backends.NAME]` settings.

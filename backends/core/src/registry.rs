@@ -250,6 +250,10 @@ pub type Factory = fn(&BackendContext<'_>, toml::Table) -> Result<Arc<dyn Backen
 #[derive(Default, Clone)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Factory>,
+    /// Kinds whose instances are always named in a manifest: there is no
+    /// default instance to reach without one (a `command` needs its
+    /// command).
+    named_only: std::collections::BTreeSet<&'static str>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -269,9 +273,22 @@ impl Registry {
         self.kinds.insert(kind, factory);
     }
 
+    /// Makes `kind` known, with no default instance: its instances exist
+    /// only as a manifest's `[backends.NAME] kind = "..."`.
+    pub fn register_named_only(&mut self, kind: &'static str, factory: Factory) {
+        self.kinds.insert(kind, factory);
+        self.named_only.insert(kind);
+    }
+
     /// The known kinds, sorted.
     pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.kinds.keys().copied()
+    }
+
+    /// The kinds that have a default instance (their scheme works without
+    /// a manifest), sorted.
+    pub fn default_kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds().filter(|kind| !self.named_only.contains(kind))
     }
 
     /// Builds an instance of `kind`.
