@@ -154,3 +154,54 @@ fn mistakes_get_their_exit_codes_and_stderr_stays_the_plugins() {
     );
     assert!(stderr(&output).contains("`{field}`"), "{}", stderr(&output));
 }
+
+/// Plugins run during `exec --watch` rounds are children of the watcher's
+/// thread, and the supervisor, which reaps the program and every orphan,
+/// must leave them to the backend that waits for them: a plugin reaped by
+/// the supervisor would fail its fetch ("cannot wait for the plugin") and
+/// the new value would never arrive. Both protocols, one value each; the
+/// program exits 0 once it reads both new values.
+#[test]
+fn exec_watch_rotates_plugin_secrets_the_supervisor_leaves_plugins_to_their_backend() {
+    let out = common::tmpfs_dir();
+    let one_shot = format!(
+        "[backends.single]\nkind = \"command\"\ncommand = [\"python3\", {:?}, \"get\", \"{{path}}\"]\nenv = [\"FILES_PLUGIN_*\"]\nnot_found_exit_codes = [3]\n",
+        plugin().display().to_string()
+    );
+    let project = Project::new(
+        &json_backend(),
+        &format!(
+            "{one_shot}[output]\ndir = \"{}\"\n\
+             [secrets.db]\nref = \"files://prod/db\"\nrefresh = \"1s\"\n\
+             [secrets.api]\nref = \"single://prod/api\"\nrefresh = \"1s\"\n",
+            out.path().join("secrets").display()
+        ),
+    );
+    project.seed("prod/db", b"db-1");
+    project.seed("prod/api", b"api-1");
+    let dir = out.path().join("secrets");
+    // The program changes the values itself once it has read the first
+    // ones, then waits (at most 30 s) for both new ones.
+    let script = format!(
+        "cat {d}/db {d}/api >/dev/null || exit 2; \
+         printf db-2 > {s}/prod/db.new && mv {s}/prod/db.new {s}/prod/db; \
+         printf api-2 > {s}/prod/api.new && mv {s}/prod/api.new {s}/prod/api; \
+         i=0; while [ $i -lt 300 ]; do \
+           if [ \"$(cat {d}/db)\" = db-2 ] && [ \"$(cat {d}/api)\" = api-2 ]; then exit 0; fi; \
+           i=$((i+1)); sleep 0.1; done; exit 1",
+        d = dir.display(),
+        s = project.store.display()
+    );
+    let output = project.hushbox_logged(&["exec", "--watch", "--", "sh", "-c", &script]);
+    assert_eq!(
+        code(&output),
+        0,
+        "the new values did not arrive:\n{}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains("cannot wait for the plugin"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -304,13 +304,28 @@ pub(super) fn reap(main: Pid) -> io::Result<Reaped> {
         no_children: false,
         others: Vec::new(),
     };
+    // On the process's first thread, __WNOTHREAD: only this thread's
+    // children (the program, the hooks it started) and the orphans the
+    // kernel hands to the process, which go to its first thread. Processes
+    // that other threads start (a backend's plugin during a `--watch`
+    // round) are waited for by the code that started them: reaping them
+    // here would fail that fetch. A supervisor on another thread (the
+    // test harness runs one so) waits for every child of the process, or
+    // the orphans would stay zombies.
+    let on_first_thread = nix::unistd::gettid() == nix::unistd::getpid();
+    let flags = if on_first_thread {
+        libc::WNOHANG | libc::__WNOTHREAD
+    } else {
+        libc::WNOHANG
+    };
     loop {
         let mut status: libc::c_int = 0;
         // Raw waitpid rather than nix's: nix cannot represent a death by a
         // real-time signal and would return EINVAL after the status was
         // already consumed, losing the exit code.
+        //
         // SAFETY: `status` is a live c_int owned by this frame.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
         match pid {
             0 => return Ok(reaped),
             -1 => match Errno::last() {
