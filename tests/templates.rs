@@ -551,3 +551,85 @@ fn render_prints_to_a_pipe_and_refuses_a_terminal() {
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert!(stdout(&output).contains(PASSWORD_URLENCODED));
 }
+
+/// With `inject --watch`, a rotation of the secret two templates use lands
+/// in ONE generation with them: `db_password`, `database_url` and
+/// `config.yml` read through the same `..data` always agree, and the hook
+/// fires once for it, with names and the generation, never values.
+#[test]
+fn a_rotation_under_watch_renders_the_templates_into_the_same_generation_and_fires_once() {
+    let project = Project::new();
+    let hook_log = project.path("hooks.log");
+    project.manifest(&format!(
+        "{}\n[watch]\ninterval = \"1s\"\ndebounce = \"200ms\"\n\
+         on_change = {{ exec = [\"sh\", \"-c\", \"echo \\\"$HUSHBOX_GENERATION $HUSHBOX_CHANGED\\\" >> {}\"] }}\n",
+        README_TEMPLATES.replace("SCHEME://PATH", "age://prod/db"),
+        hook_log.display()
+    ));
+    let log_file = project.path("watch.stderr");
+    let mut sidecar = project
+        .command(&["inject", "--watch"], &[])
+        .stderr(fs::File::create(&log_file).unwrap())
+        .spawn()
+        .unwrap();
+    let url = project.out("database_url");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; stderr:\n{}",
+                fs::read_to_string(&log_file).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for("the first generation", &|| url.exists());
+    assert!(read(&url).contains(PASSWORD_URLENCODED));
+
+    let new_password = format!("n3w:p@ss {CANARY}");
+    let document = format!(r#"{{"user":"app","password":"{new_password}"}}"#);
+    let output = run_with_stdin(
+        project.command(&["store", "set", "--raw", "prod/db"], &[]),
+        Some(document.as_bytes()),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let new_encoded = "n3w%3Ap%40ss%20CANARYtmpl7Q";
+    wait_for("the rotated generation", &|| {
+        fs::read_to_string(&url).is_ok_and(|text| text.contains(new_encoded))
+    });
+    wait_for("the hook", &|| hook_log.exists());
+
+    // One generation holds all three, through the one `..data` link.
+    let generation = project
+        .out
+        .path()
+        .join(fs::read_link(project.out("..data")).unwrap());
+    assert_eq!(read(&generation.join("db_password")), new_password);
+    assert!(read(&generation.join("database_url")).contains(new_encoded));
+    assert!(read(&generation.join("config.yml")).contains(&format!("\"{new_password}\"")));
+
+    // Past the debounce and more rounds: still one hook run, for the
+    // changed secrets by name.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let hooks = read(&hook_log);
+    assert_eq!(hooks.lines().count(), 1, "{hooks}");
+    assert!(hooks.contains("db_password"), "{hooks}");
+    assert!(
+        !hooks.contains("p@ss") && !hooks.contains(CANARY),
+        "{hooks}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sidecar.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = sidecar.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let logged = fs::read_to_string(&log_file).unwrap();
+    assert!(
+        !logged.contains(CANARY) && !logged.contains("p@ss"),
+        "{logged}"
+    );
+}
