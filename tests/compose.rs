@@ -127,14 +127,26 @@ impl Example {
         }
     }
 
-    /// The files under the engine's data root that hold the canary.
+    /// The files under the engine's data root that hold the canary, but
+    /// for those on tmpfs (a running stack's tmpfs volume is mounted in
+    /// there on the host: memory, not disk).
     fn canary_on_disk(&self) -> String {
         let output = Command::new("grep")
             .args(["-r", "-l", "-F", &self.canary, DOCKER_ROOT])
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|path| {
+                let fs_type = Command::new("stat")
+                    .args(["-f", "-c", "%T", path])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&fs_type.stdout).trim() != "tmpfs"
+            })
+            .map(|path| format!("{path}\n"))
+            .collect()
     }
 }
 
@@ -443,4 +455,170 @@ impl Drop for RemoveImage {
     fn drop(&mut self) {
         let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
     }
+}
+
+/// A FROM scratch image holding the test's hushbox at `/hushbox` (with the
+/// libraries a dynamically linked build needs), as `scripts/image` builds
+/// it from the static binary, whose release build takes minutes.
+fn build_hushbox_image(tag: &str) {
+    let context = tempfile::tempdir().unwrap();
+    let rootfs = context.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy(HUSHBOX, rootfs.join("hushbox")).unwrap();
+    let ldd = Command::new("ldd").arg(HUSHBOX).output().unwrap();
+    for library in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+    {
+        let target = rootfs.join(library.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(library, &target).unwrap();
+    }
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nUSER 65532:65532\nENTRYPOINT [\"/hushbox\"]\n",
+    )
+    .unwrap();
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", tag, context.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+}
+
+/// `docker-compose down -v` when the test ends: the sidecar, its image and
+/// the named volume go too.
+struct ComposeDown<'a> {
+    example: &'a Example,
+    sidecar_image: String,
+}
+
+impl Drop for ComposeDown<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .example
+            .command("docker-compose", &["down", "-v", "-t", "1"])
+            .env("HUSHBOX_IMAGE", &self.sidecar_image)
+            // Any value: `down` only needs the file to parse.
+            .env("HUSHBOX_INTEGRITY_KEY", "0")
+            .output();
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.sidecar_image])
+            .output();
+    }
+}
+
+/// examples/compose/sidecar: `hushbox inject --watch` keeps a tmpfs named
+/// volume fresh, the app (non-root) mounts it read-only once the sidecar's
+/// `hushbox health` healthcheck passes; a `store set` on the host reaches
+/// the running app's file.
+#[test]
+fn sidecar_pattern_keeps_the_app_file_fresh() {
+    let example = Example::new("sidecar", None);
+    let build_app =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose/local-dev/app/build.sh");
+    let build = example
+        .command(build_app.to_str().unwrap(), &[])
+        .env("TAG", example.image())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "app/build.sh: {}", stderr(&build));
+    let sidecar_image = format!("{}-sidecar:test", example.project);
+    build_hushbox_image(&sidecar_image);
+    let key = example.hushbox_ok(&["store", "verify", "--print-key"], None);
+    let integrity_key = stdout(&key).trim().to_owned();
+    let _down = ComposeDown {
+        example: &example,
+        sidecar_image: sidecar_image.clone(),
+    };
+    let compose = |args: &[&str]| {
+        let output = example
+            .command("docker-compose", args)
+            .env("HUSHBOX_IMAGE", &sidecar_image)
+            .env("HUSHBOX_INTEGRITY_KEY", &integrity_key)
+            .output()
+            .unwrap();
+        let sidecar = Command::new("docker")
+            .args(["logs", &format!("{}_secrets_1", example.project)])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "docker-compose {args:?}: {}\nthe sidecar's log: {}",
+            stderr(&output),
+            stderr(&sidecar)
+        );
+    };
+    // What the app's user reads through the path the app was given.
+    let read_in_app = || {
+        let output = Command::new("docker")
+            .args([
+                "exec",
+                &example.container(),
+                "/bin/cat",
+                "/run/secrets/db_password",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    let started = Instant::now();
+    compose(&["up", "-d"]);
+    let logs = example.wait_ready(1);
+    eprintln!(
+        "docker-compose up to the app reading its secret: {:?}",
+        started.elapsed()
+    );
+    let expected = format!(
+        "app: uid=1000 fs=tmpfs owner=1000:1000 mode=400 bytes={}",
+        example.canary.len()
+    );
+    assert!(logs.contains(&expected), "{logs}");
+    assert_eq!(read_in_app(), example.canary);
+    // The app's mount is read-only: it cannot change what the sidecar wrote.
+    let write = Command::new("docker")
+        .args([
+            "exec",
+            &example.container(),
+            "/bin/sh",
+            "-c",
+            "echo x > /run/secrets/other",
+        ])
+        .output()
+        .unwrap();
+    assert!(!write.status.success(), "the app wrote into the volume");
+    assert_eq!(example.canary_on_disk(), "");
+
+    // A rotation on the host's store reaches the running app. (The new
+    // value holds the canary, so the disk check below covers it too.)
+    let rotated = format!("{}-rotated", example.canary);
+    let rotated_at = Instant::now();
+    example.hushbox_ok(
+        &["store", "set", "db_password"],
+        Some(rotated.clone().as_bytes()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_in_app() != rotated {
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never reached the app"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "store set to the app reading the new value: {:?}",
+        rotated_at.elapsed()
+    );
+    assert_eq!(example.canary_on_disk(), "");
+
+    // down, then up again: a fresh volume, filled again before the app starts.
+    compose(&["down"]);
+    assert_eq!(example.canary_on_disk(), "");
+    compose(&["up", "-d"]);
+    let logs = example.wait_ready(1);
+    assert!(logs.contains(&format!("bytes={}", rotated.len())), "{logs}");
+    assert_eq!(read_in_app(), rotated);
+    compose(&["down"]);
+    assert_eq!(example.canary_on_disk(), "");
 }
