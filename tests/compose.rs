@@ -622,3 +622,150 @@ fn sidecar_pattern_keeps_the_app_file_fresh() {
     compose(&["down"]);
     assert_eq!(example.canary_on_disk(), "");
 }
+
+/// A `hushbox inject --watch` running on the host, stopped (SIGTERM) when
+/// the test ends.
+struct Watcher(std::process::Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .output();
+        let _ = self.0.wait();
+    }
+}
+
+/// examples/compose/host: `hushbox inject --watch` on the host into a tmpfs
+/// directory that the app mounts whole; a rotation reaches it. A container
+/// given the one file instead keeps the old value (the bind mount pins the
+/// inode), as the README warns.
+#[test]
+fn host_pattern_directory_bind_sees_rotation_single_file_does_not() {
+    let example = Example::new("host", None);
+    let build_app =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose/local-dev/app/build.sh");
+    let build = example
+        .command(build_app.to_str().unwrap(), &[])
+        .env("TAG", example.image())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "app/build.sh: {}", stderr(&build));
+    let secrets = common::tmpfs_dir();
+    // The app's user must be able to enter it; nobody else may write it.
+    std::fs::set_permissions(
+        secrets.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let secrets_dir = secrets.path().to_str().unwrap();
+
+    let started = Instant::now();
+    let _watcher = Watcher(
+        example
+            .command(HUSHBOX, &["inject", "--watch", "--dir", secrets_dir])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let file = secrets.path().join("db_password");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read(&file).ok().as_deref() != Some(example.canary.as_bytes()) {
+        assert!(Instant::now() < deadline, "inject --watch wrote nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let compose = |args: &[&str]| {
+        let output = example
+            .command("docker-compose", args)
+            .env("HUSHBOX_SECRETS_DIR", secrets_dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "docker-compose {args:?}: {}",
+            stderr(&output)
+        );
+    };
+    compose(&["up", "-d"]);
+    let logs = example.wait_ready(1);
+    eprintln!(
+        "inject --watch, then docker-compose up, to the app reading its secret: {:?}",
+        started.elapsed()
+    );
+    let expected = format!(
+        "app: uid=1000 fs=tmpfs owner=1000:1000 mode=400 bytes={}",
+        example.canary.len()
+    );
+    assert!(logs.contains(&expected), "{logs}");
+
+    // The trap: one file bind-mounted (the path the engine resolves at
+    // start is the generation's file, whose inode it keeps).
+    let pinned = format!("{}_pinned", example.project);
+    let _pinned = RemoveContainer(pinned.clone());
+    let single_file = format!("{}:/run/secrets/db_password:ro", file.display());
+    let run = Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &pinned,
+            "--user",
+            "1000:1000",
+            "--network",
+            "none",
+            "-e",
+            "DB_PASSWORD_FILE=/run/secrets/db_password",
+            "-v",
+            &single_file,
+            &example.image(),
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    let read_in = |container: &str| {
+        let output = Command::new("docker")
+            .args(["exec", container, "/bin/cat", "/run/secrets/db_password"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(read_in(&example.container()), example.canary);
+    assert_eq!(read_in(&pinned), example.canary);
+
+    let rotated = format!("{}-rotated", example.canary);
+    let rotated_at = Instant::now();
+    example.hushbox_ok(
+        &["store", "set", "db_password"],
+        Some(rotated.clone().as_bytes()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_in(&example.container()) != rotated {
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never reached the directory bind"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "store set to the app reading the new value: {:?}",
+        rotated_at.elapsed()
+    );
+    assert_eq!(
+        read_in(&pinned),
+        example.canary,
+        "the single-file bind saw the rotation"
+    );
+
+    compose(&["down"]);
+    assert_eq!(example.canary_on_disk(), "");
+}
+
+/// Removes a container when the test ends.
+struct RemoveContainer(String);
+
+impl Drop for RemoveContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
