@@ -267,8 +267,25 @@ fn entrypoint_pattern_up_restart_down_leaves_nothing() {
         .unwrap();
     assert!(built.status.success(), "{}", stderr(&built));
 
+    // The store is mounted read-only into the container, where the watcher
+    // reads it as `app` after the drop: readable by every user, as a git
+    // checkout's files are (`store set` writes 0600 files).
+    let share_store = || {
+        let chmod = Command::new("chmod")
+            .args(["-R", "a+rX,go-w", dir.join("secrets").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(chmod.status.success(), "{}", stderr(&chmod));
+    };
+    share_store();
+    let integrity_key = stdout(&key).trim().to_owned();
     let compose = |args: &[&str]| {
-        let output = example.command("docker-compose", args).output().unwrap();
+        let output = example
+            .command("docker-compose", args)
+            .env("HUSHBOX_STORE_DIR", dir.join("secrets"))
+            .env("HUSHBOX_INTEGRITY_KEY", &integrity_key)
+            .output()
+            .unwrap();
         assert!(
             output.status.success(),
             "docker-compose {args:?}: {}",
@@ -320,8 +337,51 @@ fn entrypoint_pattern_up_restart_down_leaves_nothing() {
     assert_eq!(String::from_utf8_lossy(&fs_type.stdout).trim(), "tmpfs");
     assert_eq!(example.canary_on_disk(), "");
 
+    // A rotation in the store reaches the running app's file, and the app
+    // is restarted (watch.toml: on_change = "restart") to read it.
+    let rotated = format!("{}-rotated", example.canary);
+    let rotated_at = Instant::now();
+    example.hushbox_ok(
+        &["store", "set", "db_password"],
+        Some(rotated.clone().as_bytes()),
+    );
+    share_store();
+    let read_in_app = || {
+        let output = Command::new("docker")
+            .args([
+                "exec",
+                "-u",
+                "1000:1000",
+                &example.container(),
+                "/bin/cat",
+                "/run/secrets/db_password",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_in_app() != rotated {
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never reached the app: {}",
+            example.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = ready(2);
+    eprintln!(
+        "store set to the restarted app reading the new value: {:?}",
+        rotated_at.elapsed()
+    );
+    assert!(
+        logs.contains(&format!("the password has {} bytes", rotated.len())),
+        "{logs}"
+    );
+    assert_eq!(example.canary_on_disk(), "");
+
     compose(&["restart", "app"]);
-    ready(2);
+    ready(3);
     compose(&["down"]);
     assert_eq!(example.canary_on_disk(), "");
 }
