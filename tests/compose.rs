@@ -336,6 +336,25 @@ fn entrypoint_pattern_up_restart_down_leaves_nothing() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&fs_type.stdout).trim(), "tmpfs");
     assert_eq!(example.canary_on_disk(), "");
+    // The healthcheck (`hushbox health`) passes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{.State.Health.Status}} {{json .State.Health.Log}}",
+                &example.container(),
+            ])
+            .output()
+            .unwrap();
+        let health = stdout(&health);
+        if health.starts_with("healthy") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never healthy: {health}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // A rotation in the store reaches the running app's file, and the app
     // is restarted (watch.toml: on_change = "restart") to read it.
