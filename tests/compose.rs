@@ -1,8 +1,9 @@
 //! The Compose patterns of `examples/compose/`, run as their READMEs say, in
 //! the machine's Docker engine with `docker-compose` (1.29). Each asserts,
 //! from inside the container, what the app gets (file system type, owner,
-//! mode), that `restart` and `down` work, and that the secret's value is
-//! nowhere under the engine's data root.
+//! mode), that `restart` and `down` work, that a rotation reaches the
+//! running app where the pattern has `--watch`, and that the secret's value
+//! is on no disk under the engine's data root.
 
 mod common;
 
