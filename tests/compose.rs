@@ -1,8 +1,9 @@
 //! The Compose patterns of `examples/compose/`, run as their READMEs say, in
 //! the machine's Docker engine with `docker-compose` (1.29). Each asserts,
 //! from inside the container, what the app gets (file system type, owner,
-//! mode), that `restart` and `down` work, and that the secret's value is
-//! nowhere under the engine's data root.
+//! mode), that `restart` and `down` work, that a rotation reaches the
+//! running app where the pattern has `--watch`, and that the secret's value
+//! is on no disk under the engine's data root.
 
 mod common;
 
@@ -127,14 +128,26 @@ impl Example {
         }
     }
 
-    /// The files under the engine's data root that hold the canary.
+    /// The files under the engine's data root that hold the canary, but
+    /// for those on tmpfs (a running stack's tmpfs volume is mounted in
+    /// there on the host: memory, not disk).
     fn canary_on_disk(&self) -> String {
         let output = Command::new("grep")
             .args(["-r", "-l", "-F", &self.canary, DOCKER_ROOT])
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|path| {
+                let fs_type = Command::new("stat")
+                    .args(["-f", "-c", "%T", path])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&fs_type.stdout).trim() != "tmpfs"
+            })
+            .map(|path| format!("{path}\n"))
+            .collect()
     }
 }
 
@@ -255,8 +268,25 @@ fn entrypoint_pattern_up_restart_down_leaves_nothing() {
         .unwrap();
     assert!(built.status.success(), "{}", stderr(&built));
 
+    // The store is mounted read-only into the container, where the watcher
+    // reads it as `app` after the drop: readable by every user, as a git
+    // checkout's files are (`store set` writes 0600 files).
+    let share_store = || {
+        let chmod = Command::new("chmod")
+            .args(["-R", "a+rX,go-w", dir.join("secrets").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(chmod.status.success(), "{}", stderr(&chmod));
+    };
+    share_store();
+    let integrity_key = stdout(&key).trim().to_owned();
     let compose = |args: &[&str]| {
-        let output = example.command("docker-compose", args).output().unwrap();
+        let output = example
+            .command("docker-compose", args)
+            .env("HUSHBOX_STORE_DIR", dir.join("secrets"))
+            .env("HUSHBOX_INTEGRITY_KEY", &integrity_key)
+            .output()
+            .unwrap();
         assert!(
             output.status.success(),
             "docker-compose {args:?}: {}",
@@ -307,9 +337,71 @@ fn entrypoint_pattern_up_restart_down_leaves_nothing() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&fs_type.stdout).trim(), "tmpfs");
     assert_eq!(example.canary_on_disk(), "");
+    // The healthcheck (`hushbox health`) passes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{.State.Health.Status}} {{json .State.Health.Log}}",
+                &example.container(),
+            ])
+            .output()
+            .unwrap();
+        let health = stdout(&health);
+        if health.starts_with("healthy") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never healthy: {health}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A rotation in the store reaches the running app's file, and the app
+    // is restarted (watch.toml: on_change = "restart") to read it.
+    let rotated = format!("{}-rotated", example.canary);
+    let rotated_at = Instant::now();
+    example.hushbox_ok(
+        &["store", "set", "db_password"],
+        Some(rotated.clone().as_bytes()),
+    );
+    share_store();
+    let read_in_app = || {
+        let output = Command::new("docker")
+            .args([
+                "exec",
+                "-u",
+                "1000:1000",
+                &example.container(),
+                "/bin/cat",
+                "/run/secrets/db_password",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_in_app() != rotated {
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never reached the app: {}",
+            example.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = ready(2);
+    eprintln!(
+        "store set to the restarted app reading the new value: {:?}",
+        rotated_at.elapsed()
+    );
+    assert!(
+        logs.contains(&format!("the password has {} bytes", rotated.len())),
+        "{logs}"
+    );
+    assert_eq!(example.canary_on_disk(), "");
 
     compose(&["restart", "app"]);
-    ready(2);
+    ready(3);
     compose(&["down"]);
     assert_eq!(example.canary_on_disk(), "");
 }
@@ -442,5 +534,318 @@ struct RemoveImage(String);
 impl Drop for RemoveImage {
     fn drop(&mut self) {
         let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// A FROM scratch image holding the test's hushbox at `/hushbox` (with the
+/// libraries a dynamically linked build needs), as `scripts/image` builds
+/// it from the static binary, whose release build takes minutes.
+fn build_hushbox_image(tag: &str) {
+    let context = tempfile::tempdir().unwrap();
+    let rootfs = context.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy(HUSHBOX, rootfs.join("hushbox")).unwrap();
+    let ldd = Command::new("ldd").arg(HUSHBOX).output().unwrap();
+    for library in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+    {
+        let target = rootfs.join(library.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(library, &target).unwrap();
+    }
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nUSER 65532:65532\nENTRYPOINT [\"/hushbox\"]\n",
+    )
+    .unwrap();
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", tag, context.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", stderr(&built));
+}
+
+/// `docker-compose down -v` when the test ends: the sidecar, its image and
+/// the named volume go too.
+struct ComposeDown<'a> {
+    example: &'a Example,
+    sidecar_image: String,
+}
+
+impl Drop for ComposeDown<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .example
+            .command("docker-compose", &["down", "-v", "-t", "1"])
+            .env("HUSHBOX_IMAGE", &self.sidecar_image)
+            // Any value: `down` only needs the file to parse.
+            .env("HUSHBOX_INTEGRITY_KEY", "0")
+            .output();
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.sidecar_image])
+            .output();
+    }
+}
+
+/// examples/compose/sidecar: `hushbox inject --watch` keeps a tmpfs named
+/// volume fresh, the app (non-root) mounts it read-only once the sidecar's
+/// `hushbox health` healthcheck passes; a `store set` on the host reaches
+/// the running app's file.
+#[test]
+fn sidecar_pattern_keeps_the_app_file_fresh() {
+    let example = Example::new("sidecar", None);
+    let build_app =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose/local-dev/app/build.sh");
+    let build = example
+        .command(build_app.to_str().unwrap(), &[])
+        .env("TAG", example.image())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "app/build.sh: {}", stderr(&build));
+    let sidecar_image = format!("{}-sidecar:test", example.project);
+    build_hushbox_image(&sidecar_image);
+    let key = example.hushbox_ok(&["store", "verify", "--print-key"], None);
+    let integrity_key = stdout(&key).trim().to_owned();
+    let _down = ComposeDown {
+        example: &example,
+        sidecar_image: sidecar_image.clone(),
+    };
+    let compose = |args: &[&str]| {
+        let output = example
+            .command("docker-compose", args)
+            .env("HUSHBOX_IMAGE", &sidecar_image)
+            .env("HUSHBOX_INTEGRITY_KEY", &integrity_key)
+            .output()
+            .unwrap();
+        let sidecar = Command::new("docker")
+            .args(["logs", &format!("{}_secrets_1", example.project)])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "docker-compose {args:?}: {}\nthe sidecar's log: {}",
+            stderr(&output),
+            stderr(&sidecar)
+        );
+    };
+    // What the app's user reads through the path the app was given.
+    let read_in_app = || {
+        let output = Command::new("docker")
+            .args([
+                "exec",
+                &example.container(),
+                "/bin/cat",
+                "/run/secrets/db_password",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    let started = Instant::now();
+    compose(&["up", "-d"]);
+    let logs = example.wait_ready(1);
+    eprintln!(
+        "docker-compose up to the app reading its secret: {:?}",
+        started.elapsed()
+    );
+    let expected = format!(
+        "app: uid=1000 fs=tmpfs owner=1000:1000 mode=400 bytes={}",
+        example.canary.len()
+    );
+    assert!(logs.contains(&expected), "{logs}");
+    assert_eq!(read_in_app(), example.canary);
+    // The app's mount is read-only: it cannot change what the sidecar wrote.
+    let write = Command::new("docker")
+        .args([
+            "exec",
+            &example.container(),
+            "/bin/sh",
+            "-c",
+            "echo x > /run/secrets/other",
+        ])
+        .output()
+        .unwrap();
+    assert!(!write.status.success(), "the app wrote into the volume");
+    assert_eq!(example.canary_on_disk(), "");
+
+    // A rotation on the host's store reaches the running app. (The new
+    // value holds the canary, so the disk check below covers it too.)
+    let rotated = format!("{}-rotated", example.canary);
+    let rotated_at = Instant::now();
+    example.hushbox_ok(
+        &["store", "set", "db_password"],
+        Some(rotated.clone().as_bytes()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_in_app() != rotated {
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never reached the app"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "store set to the app reading the new value: {:?}",
+        rotated_at.elapsed()
+    );
+    assert_eq!(example.canary_on_disk(), "");
+
+    // down, then up again: a fresh volume, filled again before the app starts.
+    compose(&["down"]);
+    assert_eq!(example.canary_on_disk(), "");
+    compose(&["up", "-d"]);
+    let logs = example.wait_ready(1);
+    assert!(logs.contains(&format!("bytes={}", rotated.len())), "{logs}");
+    assert_eq!(read_in_app(), rotated);
+    compose(&["down"]);
+    assert_eq!(example.canary_on_disk(), "");
+}
+
+/// A `hushbox inject --watch` running on the host, stopped (SIGTERM) when
+/// the test ends.
+struct Watcher(std::process::Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .output();
+        let _ = self.0.wait();
+    }
+}
+
+/// examples/compose/host: `hushbox inject --watch` on the host into a tmpfs
+/// directory that the app mounts whole; a rotation reaches it. A container
+/// given the one file instead keeps the old value (the bind mount pins the
+/// inode), as the README warns.
+#[test]
+fn host_pattern_directory_bind_sees_rotation_single_file_does_not() {
+    let example = Example::new("host", None);
+    let build_app =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose/local-dev/app/build.sh");
+    let build = example
+        .command(build_app.to_str().unwrap(), &[])
+        .env("TAG", example.image())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "app/build.sh: {}", stderr(&build));
+    let secrets = common::tmpfs_dir();
+    // The app's user must be able to enter it; nobody else may write it.
+    std::fs::set_permissions(
+        secrets.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let secrets_dir = secrets.path().to_str().unwrap();
+
+    let started = Instant::now();
+    let _watcher = Watcher(
+        example
+            .command(HUSHBOX, &["inject", "--watch", "--dir", secrets_dir])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let file = secrets.path().join("db_password");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read(&file).ok().as_deref() != Some(example.canary.as_bytes()) {
+        assert!(Instant::now() < deadline, "inject --watch wrote nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let compose = |args: &[&str]| {
+        let output = example
+            .command("docker-compose", args)
+            .env("HUSHBOX_SECRETS_DIR", secrets_dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "docker-compose {args:?}: {}",
+            stderr(&output)
+        );
+    };
+    compose(&["up", "-d"]);
+    let logs = example.wait_ready(1);
+    eprintln!(
+        "inject --watch, then docker-compose up, to the app reading its secret: {:?}",
+        started.elapsed()
+    );
+    let expected = format!(
+        "app: uid=1000 fs=tmpfs owner=1000:1000 mode=400 bytes={}",
+        example.canary.len()
+    );
+    assert!(logs.contains(&expected), "{logs}");
+
+    // The trap: one file bind-mounted (the path the engine resolves at
+    // start is the generation's file, whose inode it keeps).
+    let pinned = format!("{}_pinned", example.project);
+    let _pinned = RemoveContainer(pinned.clone());
+    let single_file = format!("{}:/run/secrets/db_password:ro", file.display());
+    let run = Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &pinned,
+            "--user",
+            "1000:1000",
+            "--network",
+            "none",
+            "-e",
+            "DB_PASSWORD_FILE=/run/secrets/db_password",
+            "-v",
+            &single_file,
+            &example.image(),
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    let read_in = |container: &str| {
+        let output = Command::new("docker")
+            .args(["exec", container, "/bin/cat", "/run/secrets/db_password"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(read_in(&example.container()), example.canary);
+    assert_eq!(read_in(&pinned), example.canary);
+
+    let rotated = format!("{}-rotated", example.canary);
+    let rotated_at = Instant::now();
+    example.hushbox_ok(
+        &["store", "set", "db_password"],
+        Some(rotated.clone().as_bytes()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_in(&example.container()) != rotated {
+        assert!(
+            Instant::now() < deadline,
+            "the rotation never reached the directory bind"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "store set to the app reading the new value: {:?}",
+        rotated_at.elapsed()
+    );
+    assert_eq!(
+        read_in(&pinned),
+        example.canary,
+        "the single-file bind saw the rotation"
+    );
+
+    compose(&["down"]);
+    assert_eq!(example.canary_on_disk(), "");
+}
+
+/// Removes a container when the test ends.
+struct RemoveContainer(String);
+
+impl Drop for RemoveContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
     }
 }
