@@ -196,7 +196,8 @@ impl Project {
             "version = 1\n[backends.age]\nkind = \"age\"\nstore = \"secrets\"\n\
              [secrets.db_password]\nref = \"age://db\"\n\
              swarm = { services = [\"web\"], target = \"db_password\", uid = \"1000\", \
-             gid = \"1000\", mode = \"0400\" }\n",
+             gid = \"1000\", mode = \"0400\" }\n\
+             [watch]\ninterval = \"1s\"\n",
         )
         .unwrap();
         let project = Self { dir };
@@ -333,6 +334,52 @@ fn swarm_sync_creates_rolls_rotates_and_cleans_up() {
         swarm.exec_in_task(&["cat", "/run/secrets/db_password"]),
         "second-value"
     );
+
+    // --watch: a rotation reaches the running task with no further
+    // command; SIGTERM ends the watcher with 0, and nothing it printed holds
+    // a value.
+    let log = project.dir.path().join("watch.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut command = common::hushbox_command(
+        project.dir.path(),
+        project.dir.path(),
+        &["swarm", "sync", "--stack", stack, "--watch"],
+    );
+    let mut watcher = command
+        .env("HUSHBOX_IDENTITY", project.dir.path().join("identity.txt"))
+        .env("HUSHBOX_LOG", "trace")
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    project.set(b"third-value");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while swarm.exec_in_task(&["cat", "/run/secrets/db_password"]) != "third-value" {
+        assert!(
+            Instant::now() < deadline,
+            "the watcher did not roll the new value out:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The old secret goes once the rollout is done.
+    while swarm.secrets().len() != 1 {
+        assert!(Instant::now() < deadline, "{:?}", swarm.secrets());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watcher.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = watcher.wait().unwrap();
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status:?}: {printed}");
+    for value in ["second-value", "third-value"] {
+        assert!(!printed.contains(value), "a value was printed: {printed}");
+    }
+    let second = swarm.secrets();
 
     // Over Swarm's limit: a clear error, and nothing touched.
     project.set(&vec![b'x'; 600 * 1024]);

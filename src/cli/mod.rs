@@ -94,8 +94,13 @@ pub struct SwarmSyncArgs {
     #[arg(long, value_name = "NAME")]
     pub stack: Option<String>,
     /// Print what would be created, updated and removed; change nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     pub dry_run: bool,
+    /// Keep syncing: fetch again every `[watch].interval` (or the shortest
+    /// `refresh` of a bound secret) and roll services onto values that
+    /// changed, until SIGTERM or SIGINT.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// `hushbox completions`.

@@ -26,8 +26,12 @@ pub fn prepare_signals(command: &crate::cli::Command) -> std::io::Result<Option<
             supervise::stop::watch()?;
             Ok(Some(mask))
         }
-        // The sidecar takes its stop signals synchronously too.
-        crate::cli::Command::Inject(args) if args.watch => {
+        // The sidecars take their stop signals synchronously too.
+        crate::cli::Command::Inject(crate::cli::InjectArgs { watch: true, .. })
+        | crate::cli::Command::Swarm(crate::cli::SwarmCommand::Sync(crate::cli::SwarmSyncArgs {
+            watch: true,
+            ..
+        })) => {
             let mask = supervise::block_signals()?;
             supervise::stop::watch()?;
             Ok(Some(mask))

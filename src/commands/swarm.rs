@@ -78,62 +78,126 @@ pub(super) fn sync(session: &Session, args: SwarmSyncArgs) -> Outcome {
         .retain(|secret| bindings.contains_key(&secret.name));
     let backends = Backends::build(&plan, &session.registry, &session.env)?;
     let runtime = runtime()?;
-    let resolution = runtime.block_on(resolve(&plan, &backends))?;
-
-    let prefix = args
-        .stack
-        .as_deref()
-        .map_or_else(String::new, |stack| format!("{stack}_"));
     let docker = Docker::connect_with_unix_defaults().map_err(docker_error)?;
-    let key = runtime.block_on(name_key(&docker, args.dry_run))?;
-
-    let mut wanted = Vec::new();
-    let mut values = resolution.values.into_iter();
-    let mut versions = resolution.versions.into_iter();
-    for secret in &plan.secrets {
-        let (value, version) = (values.next().flatten(), versions.next().flatten());
-        let Some(value) = value else {
-            tracing::warn!(secret = %secret.name, "optional secret not found; not synced");
-            continue;
-        };
-        let binding = &bindings[&secret.name];
-        let size = value.expose().len();
-        if size == 0 || size >= SWARM_SECRET_LIMIT {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "{size} bytes: a Swarm secret holds 1 to {} bytes (under 500 KiB)",
-                    SWARM_SECRET_LIMIT - 1
-                ),
-            )
-            .with_subject(&secret.name)
-            .into());
+    let sync = Sync {
+        plan: &plan,
+        bindings: &bindings,
+        backends: &backends,
+        docker: &docker,
+        stack: args.stack.as_deref(),
+        dry_run: args.dry_run,
+    };
+    let changes = runtime.block_on(sync.round())?;
+    if !args.watch {
+        if changes == 0 {
+            super::print_stdout("nothing to do: every service has its secrets' current values\n")?;
         }
-        let hash = match &key {
-            Some(key) => name_hash(key, &value),
-            None => "<new-key>".to_owned(),
-        };
-        wanted.push(Wanted {
-            secret: secret.name.clone(),
-            swarm_name: format!("{prefix}{}_{hash}", secret.name),
-            reference: secret.reference.to_string(),
-            version,
-            value,
-            services: binding
-                .services
-                .iter()
-                .map(|service| format!("{prefix}{service}"))
-                .collect(),
-            file: task_file(&secret.name, binding)?,
-        });
+        return Ok(exit::OK);
     }
+    super::end_setup()?;
+    let interval = plan
+        .secrets
+        .iter()
+        .map(|secret| plan.watch.interval_of(secret))
+        .min()
+        .unwrap_or(plan.watch.interval);
+    tracing::info!(every = ?interval, "swarm sync: watching for changes");
+    // A failed round keeps what the swarm has and is tried again next
+    // interval; the log says so once per change of state, not per round.
+    let mut failing = false;
+    loop {
+        let wait = super::stop::wait_for_stop_within(interval)
+            .map_err(|error| Error::io("cannot wait for stop signals", error))?;
+        if let Some(signal) = wait {
+            tracing::info!(signal, "stopping");
+            return Ok(exit::OK);
+        }
+        match runtime.block_on(sync.round()) {
+            Ok(changes) => {
+                if failing {
+                    tracing::info!("swarm sync: rounds succeed again");
+                }
+                failing = false;
+                if changes > 0 {
+                    tracing::info!(changes, "swarm sync: services rolled onto new values");
+                }
+            }
+            Err(failure) => {
+                if !failing {
+                    for error in &failure.errors {
+                        tracing::warn!(%error, "swarm sync: a round failed; the swarm keeps its current secrets, retrying every interval");
+                    }
+                }
+                failing = true;
+            }
+        }
+    }
+}
 
-    let stack = args.stack.as_deref();
-    let changes = runtime.block_on(apply(&docker, &wanted, stack, args.dry_run))?;
-    if changes == 0 {
-        super::print_stdout("nothing to do: every service has its secrets' current values\n")?;
+/// What one sync round needs: the plan's bound secrets, their backends
+/// (credentials loaded once) and the engine.
+struct Sync<'a> {
+    plan: &'a crate::plan::Plan,
+    bindings: &'a BTreeMap<String, &'a SwarmBinding>,
+    backends: &'a Backends,
+    docker: &'a Docker,
+    stack: Option<&'a str>,
+    dry_run: bool,
+}
+
+impl Sync<'_> {
+    /// Fetches every bound secret and moves the services onto the values
+    /// that changed: the number of changes made (or planned, dry run).
+    /// Values live until the round ends.
+    async fn round(&self) -> Result<usize, super::Failure> {
+        let resolution = resolve(self.plan, self.backends).await?;
+        let prefix = self
+            .stack
+            .map_or_else(String::new, |stack| format!("{stack}_"));
+        let key = name_key(self.docker, self.dry_run).await?;
+
+        let mut wanted = Vec::new();
+        let mut values = resolution.values.into_iter();
+        let mut versions = resolution.versions.into_iter();
+        for secret in &self.plan.secrets {
+            let (value, version) = (values.next().flatten(), versions.next().flatten());
+            let Some(value) = value else {
+                tracing::warn!(secret = %secret.name, "optional secret not found; not synced");
+                continue;
+            };
+            let binding = &self.bindings[&secret.name];
+            let size = value.expose().len();
+            if size == 0 || size >= SWARM_SECRET_LIMIT {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    format!(
+                        "{size} bytes: a Swarm secret holds 1 to {} bytes (under 500 KiB)",
+                        SWARM_SECRET_LIMIT - 1
+                    ),
+                )
+                .with_subject(&secret.name)
+                .into());
+            }
+            let hash = match &key {
+                Some(key) => name_hash(key, &value),
+                None => "<new-key>".to_owned(),
+            };
+            wanted.push(Wanted {
+                secret: secret.name.clone(),
+                swarm_name: format!("{prefix}{}_{hash}", secret.name),
+                reference: secret.reference.to_string(),
+                version,
+                value,
+                services: binding
+                    .services
+                    .iter()
+                    .map(|service| format!("{prefix}{service}"))
+                    .collect(),
+                file: task_file(&secret.name, binding)?,
+            });
+        }
+        Ok(apply(self.docker, &wanted, self.stack, self.dry_run).await?)
     }
-    Ok(exit::OK)
 }
 
 /// The manifest's `swarm` bindings, by secret name.

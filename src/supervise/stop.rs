@@ -135,6 +135,26 @@ pub fn wait_for_stop() -> std::io::Result<i32> {
     }
 }
 
+/// Waits at most `timeout` for one of [`STOP_SIGNALS`]: `Some(signo)` when
+/// one arrived, `None` when the time was up (the rounds of `swarm sync
+/// --watch`). As for [`wait_for_stop`], the signals must be blocked.
+pub fn wait_for_stop_within(timeout: Duration) -> std::io::Result<Option<i32>> {
+    let mut set = SigSet::empty();
+    for signal in STOP_SIGNALS {
+        set.add(signal);
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        if let Wakeup::Signal { signo, .. } = signals::wait_for_signal(&set, left)? {
+            return Ok(Some(signo));
+        }
+    }
+}
+
 /// hushbox's exit code for a stop by `signo`: 128+n, as a shell reports it.
 pub fn exit_code(signo: i32) -> u8 {
     u8::try_from(128 + signo).unwrap_or(u8::MAX)
