@@ -158,9 +158,13 @@ impl CommandConfig {
         }
         let timeout = match &self.timeout {
             None => DEFAULT_TIMEOUT,
-            Some(text) => parse_duration(text).ok_or_else(|| {
-                Error::config("`timeout` must be a duration such as \"500ms\", \"10s\" or \"2m\"")
-            })?,
+            Some(text) => hushbox_core::parse_duration(text)
+                .filter(|duration| !duration.is_zero())
+                .ok_or_else(|| {
+                    Error::config(
+                        "`timeout` must be a duration such as \"500ms\", \"10s\" or \"2m\"",
+                    )
+                })?,
         };
         let size_limit = match self.max_size {
             None => DEFAULT_SIZE_LIMIT,
@@ -236,24 +240,6 @@ pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
                 .any(|skip| wildcard_match(tail, &rest[skip..]))
         }
     }
-}
-
-/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"` (one number, one unit), not zero.
-fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let millis = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    number
-        .checked_mul(millis)
-        .map(Duration::from_millis)
-        .filter(|duration| !duration.is_zero())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 
 mod backend;
 pub mod dotenv;
+mod duration;
 mod error;
 mod extract;
 // The one module with `unsafe`: it maps and locks the memory values live in.
@@ -27,6 +28,7 @@ pub mod trust;
 mod value;
 
 pub use backend::{Backend, Capabilities, CredentialSources, DEFAULT_CONCURRENCY, Document, Lease};
+pub use duration::parse_duration;
 pub use error::{Error, ErrorKind, Result, Source};
 pub use extract::{Format, extract_field};
 pub use reference::{Field, SecretRef};

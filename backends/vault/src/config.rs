@@ -447,12 +447,11 @@ impl VaultConfig {
             return Err(Error::config("`concurrency` must be at least 1"));
         }
         let timeout = match &self.timeout {
-            Some(text) => {
-                parse_duration(text).ok_or_else(|| Error::config(duration_error("timeout")))?
-            }
+            Some(text) => hushbox_core::parse_duration(text)
+                .ok_or_else(|| Error::config(duration_error("timeout")))?,
             None => match standard_var(context, "CLIENT_TIMEOUT") {
                 // The vault CLI takes plain seconds here; so do we.
-                Some((variable, value)) => parse_duration(value)
+                Some((variable, value)) => hushbox_core::parse_duration(value)
                     .or_else(|| value.parse::<u64>().ok().map(Duration::from_secs))
                     .ok_or_else(|| Error::config(duration_error(&variable)))?,
                 None => DEFAULT_TIMEOUT,
@@ -462,7 +461,7 @@ impl VaultConfig {
             return Err(Error::config("`timeout` must be longer than zero"));
         }
         let retry_deadline = match &self.retry_deadline {
-            Some(text) => parse_duration(text)
+            Some(text) => hushbox_core::parse_duration(text)
                 .ok_or_else(|| Error::config(duration_error("retry_deadline")))?,
             None => DEFAULT_RETRY_DEADLINE,
         };
@@ -628,25 +627,10 @@ fn duration_error(setting: &str) -> String {
     format!("`{setting}` must be a duration such as \"500ms\", \"10s\" or \"2m\"")
 }
 
-/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"` (one number, one unit).
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let millis = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    number.checked_mul(millis).map(Duration::from_millis)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hushbox_core::parse_duration;
     use hushbox_core::{Environment, ErrorKind};
     use std::path::Path;
 
