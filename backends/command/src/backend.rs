@@ -261,18 +261,7 @@ impl Backend for CommandBackend {
                 let locations: Vec<SecretRef> = locations.iter().map(SecretRef::location).collect();
                 self.fetch_batch(&locations).await
             }
-            Protocol::OneShot => {
-                use futures::StreamExt;
-                // As the trait's default: collected first for `Send`.
-                let fetches: Vec<_> = locations
-                    .iter()
-                    .map(|location| self.fetch(location))
-                    .collect();
-                futures::stream::iter(fetches)
-                    .buffered(DEFAULT_CONCURRENCY)
-                    .collect()
-                    .await
-            }
+            Protocol::OneShot => hushbox_core::fetch_each(self, locations).await,
         }
     }
 

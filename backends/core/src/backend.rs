@@ -131,17 +131,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// # Behavior
     /// - One result per location, in order; one failure does not hide the others.
     async fn fetch_many(&self, locations: &[SecretRef]) -> Vec<Result<Document>> {
-        use futures::StreamExt;
-        // Collected first: a lazy `map` over the slice trips the compiler's
-        // higher-ranked lifetime check under `async_trait`'s `Send` bound.
-        let fetches: Vec<_> = locations
-            .iter()
-            .map(|location| self.fetch(location))
-            .collect();
-        futures::stream::iter(fetches)
-            .buffered(DEFAULT_CONCURRENCY)
-            .collect()
-            .await
+        fetch_each(self, locations).await
     }
 
     /// A cheap signal of change for `location`, for the watcher: a token
@@ -261,4 +251,24 @@ pub trait Backend: Send + Sync + fmt::Debug {
                 .with_subject(path),
         )
     }
+}
+
+/// [`Backend::fetch_many`]'s default: one `fetch` per location, at most
+/// [`DEFAULT_CONCURRENCY`] at a time, results in order. For a backend whose
+/// own `fetch_many` batches only some of the time.
+pub async fn fetch_each<B: Backend + ?Sized>(
+    backend: &B,
+    locations: &[SecretRef],
+) -> Vec<Result<Document>> {
+    use futures::StreamExt;
+    // Collected first: a lazy `map` over the slice trips the compiler's
+    // higher-ranked lifetime check under `async_trait`'s `Send` bound.
+    let fetches: Vec<_> = locations
+        .iter()
+        .map(|location| backend.fetch(location))
+        .collect();
+    futures::stream::iter(fetches)
+        .buffered(DEFAULT_CONCURRENCY)
+        .collect()
+        .await
 }

@@ -27,7 +27,9 @@ pub mod text;
 pub mod trust;
 mod value;
 
-pub use backend::{Backend, Capabilities, CredentialSources, DEFAULT_CONCURRENCY, Document, Lease};
+pub use backend::{
+    Backend, Capabilities, CredentialSources, DEFAULT_CONCURRENCY, Document, Lease, fetch_each,
+};
 pub use duration::parse_duration;
 pub use error::{Error, ErrorKind, Result, Source};
 pub use extract::{Format, extract_field};
